@@ -1,0 +1,1 @@
+"""The memdock conformance kit: checks every backend must pass (coming)."""

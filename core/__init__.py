@@ -1,0 +1,32 @@
+"""memdock: a pluggable memory layer for AI agents.
+
+``memdock.open(url)`` returns a `Memory`; see DESIGN.md for the vocabulary re-exported here.
+"""
+
+from memdock.backend import Backend, BackendSettings, BackendSpec, BackendURL
+from memdock.capabilities import Capability
+from memdock.embedding import Embedder, EmbedderSpec
+from memdock.errors import (
+    AuthenticationFailed,
+    BackendUnavailable,
+    EmbedderMismatch,
+    InvalidFilter,
+    InvalidInput,
+    MemdockError,
+    MemoryNotFound,
+    ScopeRequired,
+    Unsupported,
+)
+from memdock.filters import And, Comparison, Exists, Filter, Not, Or, evaluate, parse_mem0_filter
+from memdock.memory import Memory
+from memdock.models import EventKind, HistoryEvent, MemoryRecord, Page, Scope, SearchHit, WriteResult
+
+open = Memory.open  # noqa: A001 - `memdock.open(url)` is the documented entry point
+
+__all__ = [
+    "And", "AuthenticationFailed", "Backend", "BackendSettings", "BackendSpec", "BackendURL",
+    "BackendUnavailable", "Capability", "Comparison", "Embedder", "EmbedderMismatch", "EmbedderSpec",
+    "EventKind", "Exists", "Filter", "HistoryEvent", "InvalidFilter", "InvalidInput", "MemdockError",
+    "Memory", "MemoryNotFound", "MemoryRecord", "Not", "Or", "Page", "Scope", "ScopeRequired",
+    "SearchHit", "Unsupported", "WriteResult", "evaluate", "open", "parse_mem0_filter",
+]

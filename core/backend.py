@@ -1,0 +1,181 @@
+"""The abstract `Backend` and the `BackendSpec` a plugin registers for it.
+
+A backend stores and retrieves records. It never embeds text, never parses user JSON and never
+formats HTTP: `Memory` validates input, embeds, stamps ids, hashes and times before calling it.
+Backends raise memdock's typed errors (`BackendUnavailable` for network and database faults) and
+must never leave a batch half-written.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from memdock.capabilities import Capability
+from memdock.embedding import Embedder
+from memdock.errors import InvalidInput
+from memdock.filters import Filter
+from memdock.models import HistoryEvent, MemoryRecord, Page, Scope, SearchHit
+
+
+@dataclass(frozen=True)
+class BackendURL:
+    """A parsed backend URL. `params` holds the query string (last value wins)."""
+
+    raw: str
+    scheme: str
+    host: str | None
+    port: int | None
+    path: str
+    username: str | None
+    password: str | None
+    params: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, url: str) -> BackendURL:
+        """Split a URL; raises `InvalidInput` (field ``url``) when it has no scheme or a bad port."""
+        parts = urlsplit(url)
+        if not parts.scheme:
+            raise InvalidInput(f"not a backend URL (no scheme): {redact(url)!r}", field="url")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise InvalidInput(f"bad port in {redact(url)!r}", field="url") from exc
+        return cls(
+            raw=url,
+            scheme=parts.scheme.lower(),
+            host=unquote(parts.hostname) if parts.hostname else None,
+            port=port,
+            path=unquote(parts.path),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            params=dict(parse_qsl(parts.query, keep_blank_values=True)),
+        )
+
+    def redacted(self) -> str:
+        """The URL with any password replaced by ``***`` (safe to log)."""
+        return redact(self.raw)
+
+
+def redact(url: str) -> str:
+    """Replace the password of a URL with ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+class BackendSettings(BaseModel):
+    """Base of every backend's settings model. Unknown query parameters are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def from_url(cls, url: BackendURL) -> Self:
+        """Build settings from a URL; the default reads only the query parameters.
+
+        Raises `InvalidInput` whose field names the bad parameter.
+        """
+        return cls.validated(dict(url.params))
+
+    @classmethod
+    def validated(cls, data: dict[str, Any]) -> Self:
+        """`model_validate` that turns pydantic errors into `InvalidInput` naming the parameter."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = ".".join(str(p) for p in first["loc"]) or "url"
+            message = "unknown parameter" if first["type"] == "extra_forbidden" else first["msg"]
+            raise InvalidInput(message, field=name) from None
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """How a plugin registers a backend.
+
+    `factory(settings, embedder)` opens it; `embedder` is None when the backend declares
+    `SERVER_SIDE_EMBEDDING`.
+    """
+
+    name: str
+    schemes: tuple[str, ...]
+    settings_model: type[BackendSettings]
+    factory: Callable[[Any, Embedder | None], Backend]
+    capabilities: frozenset[Capability]
+    description: str = ""
+
+
+class Backend(ABC):
+    """Storage for memory records. All methods are synchronous and must be thread-safe when the backend
+    declares `CONCURRENT_WRITES`.
+
+    Reads take a non-empty `Scope` and must return only records it `contains`; expired records
+    (`expires_at <= now`) are invisible when `TTL` is declared.
+    """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+
+    @abstractmethod
+    def add(self, records: Sequence[MemoryRecord]) -> None:
+        """Store new records (ids are fresh). All or nothing: on failure none of them is stored."""
+
+    @abstractmethod
+    def get(self, memory_id: str) -> MemoryRecord | None:
+        """The record with this id, or None when there is none (or it expired)."""
+
+    @abstractmethod
+    def find_by_hash(self, scope: Scope, text_hash: str) -> MemoryRecord | None:
+        """A record whose scope EQUALS `scope` (every id, set or not) and whose hash is `text_hash`."""
+
+    @abstractmethod
+    def update(self, record: MemoryRecord) -> None:
+        """Replace the stored record with the same id (text, metadata, hash, times, vector)."""
+
+    @abstractmethod
+    def delete(self, memory_ids: Sequence[str]) -> None:
+        """Delete these records; ids that do not exist are ignored."""
+
+    @abstractmethod
+    def search(
+        self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
+    ) -> list[SearchHit]:
+        """At most `limit` hits in `scope` matching `where`, most similar first.
+
+        `vector` is the embedded query (None for server-side embedding backends, which use `text`).
+        Scores are similarities in [0, 1], higher is more similar.
+        """
+
+    @abstractmethod
+    def list(self, scope: Scope, where: Filter | None, limit: int, cursor: str | None) -> Page:
+        """Records in `scope` matching `where`, ordered by (created_at, id), at most `limit` per page.
+
+        The cursor is opaque; paging with it never repeats or skips a record that exists throughout.
+        """
+
+    @abstractmethod
+    def count(self, scope: Scope, where: Filter | None) -> int:
+        """How many records in `scope` match `where`."""
+
+    def record_history(self, events: Sequence[HistoryEvent]) -> None:
+        """Append history events. Backends without `HISTORY` ignore them."""
+
+    def history(self, memory_id: str) -> list[HistoryEvent]:
+        """Events of one memory, oldest first. Backends without `HISTORY` return an empty list."""
+        return []
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources. The backend is not used afterwards."""
+
+    def now(self) -> datetime:
+        """The current UTC time, as used for expiry (overridable in tests)."""
+        from memdock.models import utcnow
+
+        return utcnow()

@@ -1,0 +1,228 @@
+"""The filter language: a typed expression tree, a parser for mem0-style JSON, and the ONE reference
+evaluator whose behaviour every backend must reproduce.
+
+Semantics (the contract):
+- A field is a scope id (`user_id`, `agent_id`, `run_id`, `app_id`) or a top-level metadata key.
+- `eq`/`in`/`gt`/`gte`/`lt`/`lte`/`contains`/`icontains` never match a record lacking the field;
+  `ne`/`nin` DO match a record lacking the field; `exists` (`"*"` in mem0 JSON) matches a present field.
+- Booleans are not numbers: `True` does not equal `1`.
+- Ordering operators take a number operand (else `InvalidFilter` at parse time) and raise
+  `InvalidFilter` when a record's value for the field is present but not a number.
+- `in`/`nin` need a list operand. `contains` matches a substring of a string value or an element of a
+  list value; `icontains` is the case-insensitive substring match on strings.
+- Unknown operators raise `InvalidFilter` naming the operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from memdock.errors import InvalidFilter
+from memdock.models import SCOPE_FIELDS, MemoryRecord
+
+ComparisonOp = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "icontains"]
+COMPARISON_OPS: tuple[str, ...] = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "icontains")
+ORDERING_OPS: frozenset[str] = frozenset({"gt", "gte", "lt", "lte"})
+MAX_FILTER_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """`field <op> value`."""
+
+    field: str
+    op: ComparisonOp
+    value: Any
+
+
+@dataclass(frozen=True)
+class Exists:
+    """The field is present (any value, including null)."""
+
+    field: str
+
+
+@dataclass(frozen=True)
+class And:
+    """Every item matches (an empty And matches everything)."""
+
+    items: tuple[Filter, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    """At least one item matches (an empty Or matches nothing)."""
+
+    items: tuple[Filter, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """The item does not match."""
+
+    item: Filter
+
+
+Filter = Comparison | Exists | And | Or | Not
+
+
+def is_number(value: Any) -> bool:
+    """True for int and float, False for bool (booleans are not numbers in filters)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def values_equal(left: Any, right: Any) -> bool:
+    """Equality as filters see it: like ==, but a bool equals only a bool."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return type(left) is type(right) and left == right
+    return bool(left == right)
+
+
+def comparison(field: str, op: str, value: Any) -> Comparison:
+    """Build a validated `Comparison`; raises `InvalidFilter` for an unknown op or a bad operand."""
+    if not isinstance(field, str) or not field:
+        raise InvalidFilter("a filter field must be a non-empty string", field="filter")
+    if op not in COMPARISON_OPS:
+        raise InvalidFilter(f"unknown operator {op!r} (known: {', '.join(COMPARISON_OPS)}, *)", field=field)
+    if op in ORDERING_OPS and not is_number(value):
+        raise InvalidFilter(f"operator {op!r} needs a number, got {type(value).__name__}", field=field)
+    if op in ("in", "nin") and not isinstance(value, list | tuple):
+        raise InvalidFilter(f"operator {op!r} needs a list, got {type(value).__name__}", field=field)
+    if op in ("contains", "icontains") and not isinstance(value, str) and (op == "icontains" or value is None):
+        raise InvalidFilter(f"operator {op!r} needs a string, got {type(value).__name__}", field=field)
+    if op in ("in", "nin"):
+        value = tuple(value)
+    return Comparison(field, op, value)  # type: ignore[arg-type]
+
+
+_LOGICAL_KEYS = {"AND": "and", "OR": "or", "NOT": "not", "and": "and", "or": "or", "not": "not"}
+
+
+def parse_mem0_filter(data: Any) -> Filter:
+    """Parse mem0-style JSON, e.g. ``{"AND": [{"user_id": "u1"}, {"rating": {"gte": 4}}]}``.
+
+    A plain value means `eq`; ``"*"`` means exists; an operator object may hold several operators
+    (all must hold); several keys in one object are AND-ed. Raises `InvalidFilter` on anything else.
+    """
+    return _parse(data, depth=0)
+
+
+def _parse(data: Any, depth: int) -> Filter:
+    if depth > MAX_FILTER_DEPTH:
+        raise InvalidFilter(f"filter nests deeper than {MAX_FILTER_DEPTH} levels", field="filter")
+    if not isinstance(data, Mapping):
+        raise InvalidFilter(f"a filter must be a JSON object, got {type(data).__name__}", field="filter")
+    parts: list[Filter] = []
+    for key, value in data.items():
+        logical = _LOGICAL_KEYS.get(key)
+        if logical == "not":
+            inner = [_parse(v, depth + 1) for v in value] if isinstance(value, list) else [_parse(value, depth + 1)]
+            parts.append(Not(inner[0] if len(inner) == 1 else And(tuple(inner))))
+        elif logical is not None:
+            if not isinstance(value, list):
+                raise InvalidFilter(f"{key} needs a list of filters", field=key)
+            items = tuple(_parse(v, depth + 1) for v in value)
+            parts.append(And(items) if logical == "and" else Or(items))
+        else:
+            parts.append(_parse_field(str(key), value))
+    return parts[0] if len(parts) == 1 else And(tuple(parts))
+
+
+def _parse_field(field: str, spec: Any) -> Filter:
+    if spec == "*":
+        return Exists(field)
+    if isinstance(spec, Mapping):
+        if not spec:
+            raise InvalidFilter("an operator object must not be empty", field=field)
+        items: list[Filter] = []
+        for op, operand in spec.items():
+            if op == "*" or (op == "exists" and operand is True):
+                items.append(Exists(field))
+            elif op == "exists" and operand is False:
+                items.append(Not(Exists(field)))
+            else:
+                items.append(comparison(field, str(op), operand))
+        return items[0] if len(items) == 1 else And(tuple(items))
+    if isinstance(spec, list):
+        raise InvalidFilter("a list needs an operator: use {\"in\": [...]}", field=field)
+    return comparison(field, "eq", spec)
+
+
+_MISSING = object()
+
+
+def field_value(record: MemoryRecord, field: str) -> Any:
+    """The record's value for a filter field, or the private `_MISSING` marker when absent."""
+    if field in SCOPE_FIELDS:
+        value = getattr(record.scope, field)
+        return _MISSING if value is None else value
+    return record.metadata.get(field, _MISSING)
+
+
+def evaluate(expr: Filter, record: MemoryRecord) -> bool:
+    """The reference semantics: does `record` match `expr`? May raise `InvalidFilter` (see module doc)."""
+    if isinstance(expr, And):
+        return all(evaluate(item, record) for item in expr.items)
+    if isinstance(expr, Or):
+        return any(evaluate(item, record) for item in expr.items)
+    if isinstance(expr, Not):
+        return not evaluate(expr.item, record)
+    if isinstance(expr, Exists):
+        return field_value(record, expr.field) is not _MISSING
+    return _compare(expr, field_value(record, expr.field))
+
+
+def _compare(expr: Comparison, actual: Any) -> bool:
+    op, operand = expr.op, expr.value
+    if actual is _MISSING:
+        return op in ("ne", "nin")
+    if op == "eq":
+        return values_equal(actual, operand)
+    if op == "ne":
+        return not values_equal(actual, operand)
+    if op == "in":
+        return any(values_equal(actual, item) for item in operand)
+    if op == "nin":
+        return not any(values_equal(actual, item) for item in operand)
+    if op in ORDERING_OPS:
+        if not is_number(actual):
+            raise InvalidFilter(
+                f"operator {op!r} compares numbers but the stored value is {type(actual).__name__}",
+                field=expr.field,
+            )
+        return bool(
+            {"gt": actual > operand, "gte": actual >= operand, "lt": actual < operand, "lte": actual <= operand}[op]
+        )
+    if op == "icontains":
+        return isinstance(actual, str) and operand.casefold() in actual.casefold()
+    # contains
+    if isinstance(actual, str):
+        return isinstance(operand, str) and operand in actual
+    if isinstance(actual, list):
+        return any(values_equal(item, operand) for item in actual)
+    return False
+
+
+def matches_all(expr: Filter | None, records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
+    """The records that match `expr` (all of them when `expr` is None), in their given order."""
+    if expr is None:
+        return list(records)
+    return [record for record in records if evaluate(expr, record)]
+
+
+def coerce_filter(value: Filter | Mapping[str, Any] | None) -> Filter | None:
+    """Accept a `Filter`, mem0-style JSON (a mapping), or None."""
+    if value is None or isinstance(value, Comparison | Exists | And | Or | Not):
+        return value
+    return parse_mem0_filter(value)
+
+
+def referenced_fields(expr: Filter) -> set[str]:
+    """Every field a filter names (useful to backends deciding what they can push down)."""
+    if isinstance(expr, And | Or):
+        return set().union(*(referenced_fields(item) for item in expr.items)) if expr.items else set()
+    if isinstance(expr, Not):
+        return referenced_fields(expr.item)
+    return {expr.field}

@@ -1,0 +1,340 @@
+"""`Memory`: the one facade users call. It validates input, embeds text (unless the backend embeds
+server-side), stamps ids, hashes and times, records history, and turns any backend fault into a typed
+memdock error. Everything above it (CLI, server, Dify plugin) is thin."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Self, TypeVar
+
+from memdock.backend import Backend
+from memdock.capabilities import Capability
+from memdock.embedding import Embedder
+from memdock.errors import BackendUnavailable, InvalidInput, MemdockError, MemoryNotFound, Unsupported
+from memdock.filters import Filter, coerce_filter
+from memdock.models import EventKind, HistoryEvent, MemoryRecord, Page, Scope, SearchHit, WriteResult, utcnow
+from memdock.urls import open_backend
+from memdock.validation import (
+    check_limit,
+    check_memory_id,
+    check_metadata,
+    check_text,
+    check_threshold,
+    make_scope,
+    split_messages,
+    text_hash,
+)
+
+T = TypeVar("T")
+FilterInput = Filter | Mapping[str, Any] | None
+
+
+class Memory:
+    """Memories of users, agents, runs and apps, stored in one backend.
+
+    Scope ids are keyword arguments (``user_id``, ``agent_id``, ``run_id``, ``app_id``) or a `Scope`.
+    Writes need at least one id (`ScopeRequired`); reads see only records inside their scope.
+    """
+
+    def __init__(self, backend: Backend, embedder: Embedder | None, *, name: str = "backend") -> None:
+        self.backend = backend
+        self.embedder = embedder
+        self.name = name
+        self._write_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str | None = None, *, embedder: Embedder | None = None) -> Memory:
+        """Open the backend a URL selects (default: ``MEMDOCK_URL``, else embedded Chroma)."""
+        opened = open_backend(url, embedder=embedder)
+        return cls(opened.backend, opened.embedder, name=f"{opened.spec.name} ({opened.url.redacted()})")
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What the backend declares it supports."""
+        return self.backend.capabilities
+
+    def close(self) -> None:
+        """Release the backend."""
+        self._call(self.backend.close)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def add(
+        self,
+        data: str | Sequence[Mapping[str, Any]],
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        app_id: str | None = None,
+        scope: Scope | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        expires_at: datetime | None = None,
+    ) -> list[WriteResult]:
+        """Store a text, or one memory per non-system message of ``[{role, content}]`` (``role`` is
+        added to each one's metadata). A text already stored under exactly this scope is not stored
+        again: its existing record comes back with event NONE. The batch is all or nothing."""
+        the_scope = make_scope(scope, _ids(user_id, agent_id, run_id, app_id), required=True)
+        base_metadata = check_metadata(metadata)
+        if expires_at is not None and (not isinstance(expires_at, datetime) or expires_at.tzinfo is None):
+            raise InvalidInput("must be a timezone-aware datetime", field="expires_at")
+        if isinstance(data, str):
+            items = [(check_text(data), base_metadata)]
+        elif isinstance(data, Sequence):
+            items = [(content, {**base_metadata, "role": role}) for role, content in split_messages(data)]
+        else:
+            raise InvalidInput(f"must be a string or a list of messages, got {type(data).__name__}", field="data")
+        with self._write_lock:
+            return self._add_locked(the_scope, items, expires_at)
+
+    def _add_locked(
+        self, scope: Scope, items: list[tuple[str, dict[str, Any]]], expires_at: datetime | None
+    ) -> list[WriteResult]:
+        results: list[WriteResult | None] = []
+        fresh: list[MemoryRecord] = []
+        seen: dict[str, MemoryRecord] = {}
+        now = utcnow()
+        for text, metadata in items:
+            digest = text_hash(text)
+            existing = seen.get(digest) or self._call(lambda d=digest: self.backend.find_by_hash(scope, d))
+            if existing is not None:
+                results.append(WriteResult(event=EventKind.NONE, record=existing))
+                continue
+            record = MemoryRecord(
+                id=str(uuid.uuid4()), text=text, scope=scope, metadata=metadata, hash=digest,
+                created_at=now, updated_at=now, expires_at=expires_at,
+            )
+            seen[digest] = record
+            fresh.append(record)
+            results.append(None)
+        if fresh:
+            vectors = self._embed([record.text for record in fresh])
+            for record, vector in zip(fresh, vectors, strict=True):
+                record.vector = vector
+            self._call(lambda: self.backend.add(fresh))
+            self._record(
+                [self._event(r.id, EventKind.ADD, r.scope, new_text=r.text, new_metadata=r.metadata) for r in fresh]
+            )
+        added = iter(fresh)
+        return [result or WriteResult(event=EventKind.ADD, record=_public(next(added))) for result in results]
+
+    def update(
+        self,
+        memory_id: str,
+        *,
+        text: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        scope: Scope | None = None,
+    ) -> WriteResult:
+        """Replace the text (re-embedding it) and/or the metadata of a memory.
+
+        Raises `MemoryNotFound` when the id does not exist (or lies outside `scope`); returns event
+        NONE when nothing changes."""
+        if text is None and metadata is None:
+            raise InvalidInput("give text, metadata or both", field="text")
+        new_text = check_text(text) if text is not None else None
+        new_metadata = check_metadata(metadata) if metadata is not None else None
+        with self._write_lock:
+            record = self._require(memory_id, scope)
+            changed = record.model_copy(deep=True)
+            if new_text is not None and new_text != record.text:
+                changed.text, changed.hash = new_text, text_hash(new_text)
+                changed.vector = self._embed([new_text])[0]
+            if new_metadata is not None:
+                changed.metadata = new_metadata
+            if changed.text == record.text and changed.metadata == record.metadata:
+                return WriteResult(event=EventKind.NONE, record=_public(record))
+            changed.updated_at = max(utcnow(), record.created_at)
+            self._call(lambda: self.backend.update(changed))
+            self._record([
+                self._event(
+                    record.id, EventKind.UPDATE, record.scope, old_text=record.text, new_text=changed.text,
+                    old_metadata=record.metadata, new_metadata=changed.metadata,
+                )
+            ])
+            return WriteResult(event=EventKind.UPDATE, record=_public(changed))
+
+    def delete(self, memory_id: str, *, scope: Scope | None = None) -> WriteResult:
+        """Delete one memory; `MemoryNotFound` when it does not exist (or lies outside `scope`)."""
+        with self._write_lock:
+            record = self._require(memory_id, scope)
+            self._call(lambda: self.backend.delete([record.id]))
+            self._record([self._event(record.id, EventKind.DELETE, record.scope, old_text=record.text,
+                                      old_metadata=record.metadata)])
+            return WriteResult(event=EventKind.DELETE, record=_public(record))
+
+    def delete_all(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        app_id: str | None = None,
+        scope: Scope | None = None,
+        filter: FilterInput = None,
+    ) -> int:
+        """Delete every memory in the scope (a scope id is required) matching the filter; returns how many."""
+        the_scope = make_scope(scope, _ids(user_id, agent_id, run_id, app_id), required=True)
+        where = coerce_filter(filter)
+        with self._write_lock:
+            doomed = list(self._iterate(the_scope, where))
+            for start in range(0, len(doomed), 500):
+                chunk = doomed[start : start + 500]
+                self._call(lambda c=chunk: self.backend.delete([r.id for r in c]))
+                self._record([self._event(r.id, EventKind.DELETE, r.scope, old_text=r.text,
+                                          old_metadata=r.metadata) for r in chunk])
+            return len(doomed)
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    def get(self, memory_id: str, *, scope: Scope | None = None) -> MemoryRecord:
+        """The memory with this id; `MemoryNotFound` when missing, expired, or outside `scope`."""
+        return _public(self._require(memory_id, scope))
+
+    def search(
+        self,
+        query: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        app_id: str | None = None,
+        scope: Scope | None = None,
+        filter: FilterInput = None,
+        limit: int = 10,
+        threshold: float | None = None,
+    ) -> list[SearchHit]:
+        """The `limit` memories in scope most similar to `query`, best first.
+
+        Scores are similarities in [0, 1] (higher = more similar); `threshold` drops hits scoring below it.
+        """
+        the_scope = make_scope(scope, _ids(user_id, agent_id, run_id, app_id), required=True)
+        text = check_text(query, field="query")
+        where = coerce_filter(filter)
+        limit = check_limit(limit)
+        minimum = check_threshold(threshold)
+        vector = None if self.embedder is None else self._embed([text])[0]
+        hits = self._call(lambda: self.backend.search(vector, text, the_scope, where, limit))
+        return [
+            SearchHit(record=_public(hit.record), score=hit.score)
+            for hit in hits
+            if minimum is None or hit.score >= minimum
+        ]
+
+    def list(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        app_id: str | None = None,
+        scope: Scope | None = None,
+        filter: FilterInput = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of memories in scope, oldest first; pass `next_cursor` back for the next page."""
+        the_scope = make_scope(scope, _ids(user_id, agent_id, run_id, app_id), required=True)
+        where = coerce_filter(filter)
+        limit = check_limit(limit)
+        if cursor is not None and not isinstance(cursor, str):
+            raise InvalidInput("must be a string", field="cursor")
+        page = self._call(lambda: self.backend.list(the_scope, where, limit, cursor))
+        return Page(items=[_public(r) for r in page.items], next_cursor=page.next_cursor)
+
+    def count(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        app_id: str | None = None,
+        scope: Scope | None = None,
+        filter: FilterInput = None,
+    ) -> int:
+        """How many memories in scope match the filter."""
+        the_scope = make_scope(scope, _ids(user_id, agent_id, run_id, app_id), required=True)
+        where = coerce_filter(filter)
+        return self._call(lambda: self.backend.count(the_scope, where))
+
+    def history(self, memory_id: str, *, scope: Scope | None = None) -> list[HistoryEvent]:
+        """ADD / UPDATE / DELETE events of one memory, oldest first (also after it was deleted).
+
+        `MemoryNotFound` when there is neither a memory nor any event for this id (or they lie outside
+        `scope`); `Unsupported` when the backend keeps no history."""
+        check_memory_id(memory_id)
+        if Capability.HISTORY not in self.capabilities:
+            raise Unsupported(f"{self.name} keeps no history")
+        events = self._call(lambda: self.backend.history(memory_id))
+        if scope is not None and not scope.is_empty():
+            events = [e for e in events if scope.contains(e.scope)]
+        if not events:
+            self._require(memory_id, scope)
+        return events
+
+    def export(self, **scope_ids: str | None) -> list[MemoryRecord]:
+        """Every memory in the scope, oldest first (for moving data between backends)."""
+        the_scope = make_scope(None, scope_ids, required=True)
+        return [_public(r) for r in self._iterate(the_scope, None)]
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _iterate(self, scope: Scope, where: Filter | None) -> Iterator[MemoryRecord]:
+        cursor: str | None = None
+        while True:
+            page = self._call(lambda c=cursor: self.backend.list(scope, where, 500, c))
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def _require(self, memory_id: str, scope: Scope | None) -> MemoryRecord:
+        check_memory_id(memory_id)
+        record = self._call(lambda: self.backend.get(memory_id))
+        if record is None or (scope is not None and not scope.contains(record.scope)):
+            raise MemoryNotFound(memory_id)
+        return record
+
+    def _embed(self, texts: list[str]) -> list[list[float]] | list[None]:
+        if self.embedder is None:
+            return [None] * len(texts)
+        vectors = self._call(lambda: self.embedder.embed(texts) if self.embedder else [])
+        if len(vectors) != len(texts):
+            raise BackendUnavailable(f"embedder {self.embedder.name!r} returned {len(vectors)} vectors for {len(texts)} texts")
+        return vectors
+
+    def _record(self, events: list[HistoryEvent]) -> None:
+        if Capability.HISTORY in self.capabilities and events:
+            self._call(lambda: self.backend.record_history(events))
+
+    @staticmethod
+    def _event(memory_id: str, kind: EventKind, scope: Scope, **changes: Any) -> HistoryEvent:
+        return HistoryEvent(id=str(uuid.uuid4()), memory_id=memory_id, event=kind, scope=scope,
+                            created_at=utcnow(), **changes)
+
+    def _call(self, operation: Callable[[], T]) -> T:
+        """Run a backend operation; anything but a memdock error becomes `BackendUnavailable`."""
+        try:
+            return operation()
+        except MemdockError:
+            raise
+        except Exception as exc:
+            raise BackendUnavailable(f"{self.name} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _ids(user_id: str | None, agent_id: str | None, run_id: str | None, app_id: str | None) -> dict[str, Any]:
+    return {"user_id": user_id, "agent_id": agent_id, "run_id": run_id, "app_id": app_id}
+
+
+def _public(record: MemoryRecord) -> MemoryRecord:
+    """The record as callers see it: without its vector."""
+    return record.model_copy(update={"vector": None})

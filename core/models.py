@@ -1,0 +1,130 @@
+"""The protocol's data: scopes, records, hits, pages and history events (pydantic v2)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCOPE_FIELDS: tuple[str, ...] = ("user_id", "agent_id", "run_id", "app_id")
+"""Names of the scope ids, in a fixed order. Filters may name them; metadata may not use them as keys."""
+
+MAX_SCOPE_ID_CHARS = 256
+
+
+def utcnow() -> datetime:
+    """The current time as an aware UTC datetime (the only kind memdock stores)."""
+    return datetime.now(UTC)
+
+
+class Scope(BaseModel):
+    """Who a memory belongs to. Writes need at least one id; a read sees only records whose scope
+    has the same value for every id the read's scope sets (unset ids are wildcards for reads)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+    app_id: str | None = None
+
+    @field_validator("user_id", "agent_id", "run_id", "app_id", mode="before")
+    @classmethod
+    def _check_id(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if not value.strip():
+            raise ValueError("must not be empty")
+        if len(value) > MAX_SCOPE_ID_CHARS:
+            raise ValueError(f"must be at most {MAX_SCOPE_ID_CHARS} characters")
+        if any(ord(ch) < 32 for ch in value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    def is_empty(self) -> bool:
+        """True when no id is set."""
+        return all(getattr(self, name) is None for name in SCOPE_FIELDS)
+
+    def ids(self) -> dict[str, str]:
+        """The ids that are set, by field name."""
+        return {name: value for name in SCOPE_FIELDS if (value := getattr(self, name)) is not None}
+
+    def contains(self, other: Scope) -> bool:
+        """True when a record written under `other` is visible to a read under this scope."""
+        return all(getattr(other, name) == value for name, value in self.ids().items())
+
+
+class EventKind(StrEnum):
+    """What a write did to a memory."""
+
+    ADD = "ADD"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+    NONE = "NONE"  # nothing changed (e.g. the same text was already stored in that scope)
+
+
+class MemoryRecord(BaseModel):
+    """One stored memory. `vector` is present only when a backend returns embeddings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    text: str
+    scope: Scope
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    hash: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None = None
+    vector: list[float] | None = Field(default=None, repr=False)
+
+    @model_validator(mode="after")
+    def _utc_times(self) -> Self:
+        for name in ("created_at", "updated_at", "expires_at"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                object.__setattr__(self, name, value.replace(tzinfo=UTC))
+        return self
+
+    def is_expired(self, now: datetime) -> bool:
+        """True when the record has an expiry at or before `now`."""
+        return self.expires_at is not None and self.expires_at <= now
+
+
+class SearchHit(BaseModel):
+    """A search result. `score` is a similarity in [0, 1]; higher means more similar."""
+
+    record: MemoryRecord
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class Page(BaseModel):
+    """One page of a listing. `next_cursor` is None on the last page; pass it back to get the next."""
+
+    items: list[MemoryRecord]
+    next_cursor: str | None = None
+
+
+class HistoryEvent(BaseModel):
+    """One change to one memory, oldest first in `Memory.history`."""
+
+    id: str
+    memory_id: str
+    event: EventKind
+    old_text: str | None = None
+    new_text: str | None = None
+    old_metadata: dict[str, Any] | None = None
+    new_metadata: dict[str, Any] | None = None
+    scope: Scope
+    created_at: datetime
+
+
+class WriteResult(BaseModel):
+    """What one write did: the event and the record as it now stands (or stood, for DELETE)."""
+
+    event: EventKind
+    record: MemoryRecord

@@ -1,0 +1,82 @@
+"""Backend URLs: one string selects and configures a backend (CLI, server, Dify plugin and tests alike).
+
+``embedder=NAME`` is read by the core (default ``minilm``); every other query parameter belongs to the
+backend's settings model. With no URL, ``MEMDOCK_URL`` is used, else embedded Chroma under
+``$MEMDOCK_HOME`` (default: the user's data dir, e.g. ``~/.local/share/memdock``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import platformdirs
+
+from memdock.backend import Backend, BackendSpec, BackendURL
+from memdock.capabilities import Capability
+from memdock.embedding import Embedder
+from memdock.errors import InvalidInput
+from memdock.plugins import backend_specs, embedder_specs
+
+DEFAULT_EMBEDDER = "minilm"
+URL_ENV = "MEMDOCK_URL"
+HOME_ENV = "MEMDOCK_HOME"
+
+
+def memdock_home() -> Path:
+    """Where the embedded default keeps its data."""
+    configured = os.environ.get(HOME_ENV)
+    return Path(configured).expanduser().resolve() if configured else Path(platformdirs.user_data_dir("memdock"))
+
+
+def default_url() -> str:
+    """``MEMDOCK_URL`` when set, else embedded Chroma in `memdock_home()`."""
+    return os.environ.get(URL_ENV) or f"chroma://{memdock_home().as_posix()}"
+
+
+@dataclass(frozen=True)
+class OpenedBackend:
+    """What `open_backend` returns: the backend, its spec, the embedder (None if server-side) and URL."""
+
+    backend: Backend
+    spec: BackendSpec
+    embedder: Embedder | None
+    url: BackendURL
+
+
+def resolve_spec(url: BackendURL) -> BackendSpec:
+    """The registered backend for the URL's scheme; `InvalidInput` (field ``url``) lists known schemes."""
+    specs = backend_specs()
+    spec = specs.get(url.scheme)
+    if spec is None:
+        known = ", ".join(sorted(specs)) or "none"
+        raise InvalidInput(f"no backend for scheme {url.scheme!r} (installed: {known})", field="url")
+    return spec
+
+
+def make_embedder(name: str) -> Embedder:
+    """Instantiate a registered embedder by name; `InvalidInput` (field ``embedder``) when unknown."""
+    spec = embedder_specs().get(name)
+    if spec is None:
+        known = ", ".join(sorted(embedder_specs())) or "none"
+        raise InvalidInput(f"unknown embedder {name!r} (installed: {known})", field="embedder")
+    return spec.factory()
+
+
+def open_backend(url: str | None = None, *, embedder: Embedder | None = None) -> OpenedBackend:
+    """Parse `url` (default: `default_url()`), validate its settings and open the backend.
+
+    An explicit `embedder` overrides the URL's ``embedder=`` parameter.
+    """
+    parsed = BackendURL.parse(url or default_url())
+    spec = resolve_spec(parsed)
+    params = dict(parsed.params)
+    embedder_name = params.pop("embedder", DEFAULT_EMBEDDER)
+    parsed = replace(parsed, params=params)
+    settings = spec.settings_model.from_url(parsed)
+    if Capability.SERVER_SIDE_EMBEDDING in spec.capabilities:
+        chosen = None
+    else:
+        chosen = embedder or make_embedder(embedder_name)
+    return OpenedBackend(backend=spec.factory(settings, chosen), spec=spec, embedder=chosen, url=parsed)

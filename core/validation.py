@@ -1,0 +1,133 @@
+"""Input validation for `Memory`: every error names the field it is about, and nothing is stored
+until everything has been validated."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from memdock.errors import InvalidInput, ScopeRequired
+from memdock.models import SCOPE_FIELDS, Scope
+
+MAX_TEXT_BYTES = 512 * 1024
+MAX_METADATA_BYTES = 64 * 1024
+MAX_LIMIT = 1000
+MESSAGE_ROLES = ("system", "user", "assistant")
+
+
+def make_scope(scope: Scope | None, ids: Mapping[str, Any], *, required: bool) -> Scope:
+    """Merge an explicit `Scope` with keyword ids; `ScopeRequired` when `required` and none is set."""
+    data = scope.ids() if scope is not None else {}
+    for name, value in ids.items():
+        if value is not None:
+            data[name] = value
+    try:
+        result = Scope.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidInput(first["msg"], field=".".join(str(p) for p in first["loc"])) from None
+    if required and result.is_empty():
+        raise ScopeRequired()
+    return result
+
+
+def check_text(text: Any, field: str = "text") -> str:
+    """A non-blank string of at most `MAX_TEXT_BYTES` UTF-8 bytes."""
+    if not isinstance(text, str):
+        raise InvalidInput(f"must be a string, got {type(text).__name__}", field=field)
+    if not text.strip():
+        raise InvalidInput("must not be empty", field=field)
+    if len(text.encode("utf-8", errors="surrogatepass")) > MAX_TEXT_BYTES:
+        raise InvalidInput(f"must be at most {MAX_TEXT_BYTES} bytes", field=field)
+    return text
+
+
+def text_hash(text: str) -> str:
+    """The dedup key of a text: sha256 of the text with runs of white space folded."""
+    return hashlib.sha256(" ".join(text.split()).encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def check_metadata(metadata: Any) -> dict[str, Any]:
+    """A deep copy of a JSON object with string keys, none of them a scope field, within size limits."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidInput(f"must be an object, got {type(metadata).__name__}", field="metadata")
+    for key in metadata:
+        if not isinstance(key, str) or not key:
+            raise InvalidInput("keys must be non-empty strings", field="metadata")
+        if key in SCOPE_FIELDS:
+            raise InvalidInput(f"{key!r} is a scope id; pass it as a scope argument", field=f"metadata.{key}")
+    _check_json(metadata, "metadata")
+    encoded = json.dumps(metadata, ensure_ascii=False)
+    if len(encoded.encode("utf-8")) > MAX_METADATA_BYTES:
+        raise InvalidInput(f"must serialise to at most {MAX_METADATA_BYTES} bytes", field="metadata")
+    return copy.deepcopy(dict(metadata))
+
+
+def _check_json(value: Any, path: str) -> None:
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput("must be a finite number", field=path)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInput("object keys must be strings", field=path)
+            _check_json(item, f"{path}.{key}")
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]")
+        return
+    raise InvalidInput(f"{type(value).__name__} is not a JSON value", field=path)
+
+
+def check_limit(limit: Any, field: str = "limit") -> int:
+    """An int in [1, MAX_LIMIT]."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"must be an integer from 1 to {MAX_LIMIT}", field=field)
+    return limit
+
+
+def check_threshold(threshold: Any) -> float | None:
+    """None or a number in [0, 1] (a minimum score)."""
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
+        raise InvalidInput("must be a number from 0 to 1", field="threshold")
+    return float(threshold)
+
+
+def check_memory_id(memory_id: Any) -> str:
+    """A non-empty string."""
+    if not isinstance(memory_id, str) or not memory_id.strip():
+        raise InvalidInput("must be a non-empty string", field="memory_id")
+    return memory_id
+
+
+def split_messages(data: Sequence[Any]) -> list[tuple[str, str]]:
+    """(role, content) of each non-system message in a ``[{role, content}]`` list."""
+    if not data:
+        raise InvalidInput("must not be empty", field="messages")
+    result: list[tuple[str, str]] = []
+    for index, message in enumerate(data):
+        if not isinstance(message, Mapping):
+            raise InvalidInput("each message must be an object", field=f"messages[{index}]")
+        role = message.get("role")
+        if role not in MESSAGE_ROLES:
+            raise InvalidInput(f"role must be one of {', '.join(MESSAGE_ROLES)}", field=f"messages[{index}].role")
+        content = check_text(message.get("content"), field=f"messages[{index}].content")
+        if role != "system":
+            result.append((str(role), content))
+    if not result:
+        raise InvalidInput("holds only system messages; nothing to remember", field="messages")
+    return result
