@@ -1,0 +1,259 @@
+"""The ``memdock`` command line. Thin: every command is one `Memory` call plus formatting.
+
+Errors print one line (``memdock: error: ...``) and exit non-zero: 2 for bad input, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from memdock.errors import InvalidInput, MemdockError
+from memdock.memory import Memory
+from memdock.models import HistoryEvent, MemoryRecord, SearchHit, WriteResult
+from memdock.plugins import backend_specs, embedder_specs, list_plugins, load_failures
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except InvalidInput as exc:
+        print(f"memdock: error: {exc}", file=sys.stderr)
+        return 2
+    except MemdockError as exc:
+        print(f"memdock: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memdock", description="A pluggable memory layer for AI agents.")
+    parser.add_argument("--url", help="backend URL (default: $MEMDOCK_URL, else embedded Chroma in $MEMDOCK_HOME)")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = command("plugins", _plugins, "list installed plugins with versions and hooks")
+    sub.add_argument("--json", action="store_true")
+    sub = command("backends", _backends, "list backends and embedders, or print a backend's settings schema")
+    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--schema", metavar="NAME", help="print the JSON schema of this backend's settings")
+
+    sub = command("add", _add, "store a memory")
+    sub.add_argument("text")
+    _scope_args(sub)
+    sub.add_argument("--metadata", type=_json_arg("metadata"), help="a JSON object")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("search", _search, "find the memories most similar to a query")
+    sub.add_argument("query")
+    _scope_args(sub)
+    sub.add_argument("--limit", type=int, default=10)
+    sub.add_argument("--threshold", type=float, help="minimum score in [0, 1]")
+    sub.add_argument("--filter", type=_json_arg("filter"), help='mem0-style JSON, e.g. {"rating": {"gte": 4}}')
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("list", _list, "list memories in a scope, oldest first")
+    _scope_args(sub)
+    sub.add_argument("--limit", type=int, default=100)
+    sub.add_argument("--cursor")
+    sub.add_argument("--filter", type=_json_arg("filter"))
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("count", _count, "count memories in a scope")
+    _scope_args(sub)
+    sub.add_argument("--filter", type=_json_arg("filter"))
+
+    sub = command("get", _get, "show one memory")
+    sub.add_argument("memory_id")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("update", _update, "change a memory's text and/or metadata")
+    sub.add_argument("memory_id")
+    sub.add_argument("--text")
+    sub.add_argument("--metadata", type=_json_arg("metadata"))
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("delete", _delete, "delete one memory")
+    sub.add_argument("memory_id")
+
+    sub = command("history", _history, "show the ADD/UPDATE/DELETE events of a memory")
+    sub.add_argument("memory_id")
+    sub.add_argument("--json", action="store_true")
+    return parser
+
+
+def _scope_args(parser: argparse.ArgumentParser) -> None:
+    for name in ("user-id", "agent-id", "run-id", "app-id"):
+        parser.add_argument(f"--{name}")
+
+
+def _json_arg(field: str) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"{field} is not valid JSON: {exc.msg}") from None
+
+    return parse
+
+
+def _scope(args: argparse.Namespace) -> dict[str, str | None]:
+    return {"user_id": args.user_id, "agent_id": args.agent_id, "run_id": args.run_id, "app_id": args.app_id}
+
+
+def _open(args: argparse.Namespace) -> Memory:
+    return Memory.open(args.url)
+
+
+def _emit(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _record_json(record: MemoryRecord) -> dict[str, Any]:
+    return record.model_dump(mode="json", exclude={"vector"})
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    infos = list_plugins()
+    failures = load_failures()
+    if args.json:
+        _emit([{"name": i.name, "version": i.version, "hooks": list(i.hooks)} for i in infos]
+              + [{"name": name, "error": error} for name, error in failures.items()])
+        return 0
+    for info in infos:
+        print(f"{info.name:<20} {info.version or '-':<12} {', '.join(info.hooks)}")
+    for name, error in failures.items():
+        print(f"{name:<20} FAILED       {error}")
+    return 0
+
+
+def _backends(args: argparse.Namespace) -> int:
+    specs = {spec.name: spec for spec in backend_specs().values()}
+    if args.schema:
+        spec = specs.get(args.schema)
+        if spec is None:
+            raise InvalidInput(f"unknown backend {args.schema!r} (installed: {', '.join(sorted(specs))})",
+                               field="schema")
+        _emit(spec.settings_model.model_json_schema())
+        return 0
+    rows = [
+        {"name": s.name, "schemes": list(s.schemes), "capabilities": sorted(s.capabilities),
+         "description": s.description}
+        for s in sorted(specs.values(), key=lambda s: s.name)
+    ]
+    embedders = [{"name": e.name, "description": e.description} for e in embedder_specs().values()]
+    if args.json:
+        _emit({"backends": rows, "embedders": embedders})
+        return 0
+    for row in rows:
+        schemes = ", ".join(f"{s}://" for s in row["schemes"])
+        print(f"{row['name']:<12} {schemes:<28} {row['description']}")
+    print("embedders: " + ", ".join(e["name"] for e in embedders))
+    return 0
+
+
+def _add(args: argparse.Namespace) -> int:
+    with _open(args) as memory:
+        results = memory.add(args.text, metadata=args.metadata, **_scope(args))
+    if args.json:
+        _emit([_write_json(r) for r in results])
+    for result in results if not args.json else []:
+        print(f"{result.event.value} {result.record.id}")
+    return 0
+
+
+def _write_json(result: WriteResult) -> dict[str, Any]:
+    return {"event": result.event.value, **_record_json(result.record)}
+
+
+def _search(args: argparse.Namespace) -> int:
+    with _open(args) as memory:
+        hits = memory.search(args.query, filter=args.filter, limit=args.limit, threshold=args.threshold,
+                             **_scope(args))
+    if args.json:
+        _emit([_hit_json(hit) for hit in hits])
+        return 0
+    for hit in hits:
+        print(f"{hit.score:.3f}  {hit.record.id}  {hit.record.text}")
+    return 0
+
+
+def _hit_json(hit: SearchHit) -> dict[str, Any]:
+    return {"score": hit.score, **_record_json(hit.record)}
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _open(args) as memory:
+        page = memory.list(filter=args.filter, limit=args.limit, cursor=args.cursor, **_scope(args))
+    if args.json:
+        _emit({"items": [_record_json(r) for r in page.items], "next_cursor": page.next_cursor})
+        return 0
+    for record in page.items:
+        print(f"{record.id}  {record.text}")
+    if page.next_cursor:
+        print(f"next cursor: {page.next_cursor}")
+    return 0
+
+
+def _count(args: argparse.Namespace) -> int:
+    with _open(args) as memory:
+        print(memory.count(filter=args.filter, **_scope(args)))
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    with _open(args) as memory:
+        record = memory.get(args.memory_id)
+    if args.json:
+        _emit(_record_json(record))
+    else:
+        print(f"{record.id}  {record.text}\n{json.dumps(record.metadata, ensure_ascii=False)}")
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    with _open(args) as memory:
+        result = memory.update(args.memory_id, text=args.text, metadata=args.metadata)
+    if args.json:
+        _emit(_write_json(result))
+    else:
+        print(f"{result.event.value} {result.record.id}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    with _open(args) as memory:
+        result = memory.delete(args.memory_id)
+    print(f"{result.event.value} {result.record.id}")
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    with _open(args) as memory:
+        events = memory.history(args.memory_id)
+    if args.json:
+        _emit([_event_json(e) for e in events])
+        return 0
+    for event in events:
+        print(f"{event.created_at.isoformat()}  {event.event.value:<6}  {event.old_text!r} -> {event.new_text!r}")
+    return 0
+
+
+def _event_json(event: HistoryEvent) -> dict[str, Any]:
+    return event.model_dump(mode="json")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
