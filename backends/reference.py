@@ -7,6 +7,7 @@ long as the process; several ``Memory.open("memory://NAME")`` calls with the sam
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Sequence
 from typing import Any, Self
@@ -152,7 +153,7 @@ class ReferenceBackend(Backend):
         with self._store.lock:
             self._store.history.extend(event.model_copy(deep=True) for event in events)
 
-    def history(self, memory_id: str) -> list[HistoryEvent]:
+    def history(self, memory_id: str) -> builtins.list[HistoryEvent]:
         """Events of one memory in the order they were recorded."""
         with self._store.lock:
             return [e.model_copy(deep=True) for e in self._store.history if e.memory_id == memory_id]

@@ -21,7 +21,7 @@ from memdock.filters import And, Comparison, Exists, Filter, Not, Or, evaluate, 
 from memdock.memory import Memory
 from memdock.models import EventKind, HistoryEvent, MemoryRecord, Page, Scope, SearchHit, WriteResult
 
-open = Memory.open  # noqa: A001 - `memdock.open(url)` is the documented entry point
+open = Memory.open
 
 __all__ = [
     "And", "AuthenticationFailed", "Backend", "BackendSettings", "BackendSpec", "BackendURL",

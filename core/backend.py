@@ -8,6 +8,7 @@ must never leave a batch half-written.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from memdock.capabilities import Capability
 from memdock.embedding import Embedder
 from memdock.errors import InvalidInput
 from memdock.filters import Filter
-from memdock.models import HistoryEvent, MemoryRecord, Page, Scope, SearchHit
+from memdock.models import HistoryEvent, MemoryRecord, Page, Scope, SearchHit, utcnow
 
 
 @dataclass(frozen=True)
@@ -164,10 +165,10 @@ class Backend(ABC):
     def count(self, scope: Scope, where: Filter | None) -> int:
         """How many records in `scope` match `where`."""
 
-    def record_history(self, events: Sequence[HistoryEvent]) -> None:
+    def record_history(self, events: Sequence[HistoryEvent]) -> None:  # noqa: B027 - optional hook
         """Append history events. Backends without `HISTORY` ignore them."""
 
-    def history(self, memory_id: str) -> list[HistoryEvent]:
+    def history(self, memory_id: str) -> builtins.list[HistoryEvent]:
         """Events of one memory, oldest first. Backends without `HISTORY` return an empty list."""
         return []
 
@@ -176,6 +177,4 @@ class Backend(ABC):
 
     def now(self) -> datetime:
         """The current UTC time, as used for expiry (overridable in tests)."""
-        from memdock.models import utcnow
-
         return utcnow()

@@ -13,8 +13,9 @@ from typing import Any
 
 from memdock.errors import InvalidInput, MemdockError
 from memdock.memory import Memory
-from memdock.models import HistoryEvent, MemoryRecord, SearchHit, WriteResult
+from memdock.models import HistoryEvent, MemoryRecord, Scope, SearchHit, WriteResult
 from memdock.plugins import backend_specs, embedder_specs, list_plugins, load_failures
+from memdock.validation import make_scope
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -109,8 +110,9 @@ def _json_arg(field: str) -> Callable[[str], Any]:
     return parse
 
 
-def _scope(args: argparse.Namespace) -> dict[str, str | None]:
-    return {"user_id": args.user_id, "agent_id": args.agent_id, "run_id": args.run_id, "app_id": args.app_id}
+def _scope(args: argparse.Namespace) -> Scope:
+    ids = {"user_id": args.user_id, "agent_id": args.agent_id, "run_id": args.run_id, "app_id": args.app_id}
+    return make_scope(None, ids, required=False)
 
 
 def _open(args: argparse.Namespace) -> Memory:
@@ -166,7 +168,7 @@ def _backends(args: argparse.Namespace) -> int:
 
 def _add(args: argparse.Namespace) -> int:
     with _open(args) as memory:
-        results = memory.add(args.text, metadata=args.metadata, **_scope(args))
+        results = memory.add(args.text, metadata=args.metadata, scope=_scope(args))
     if args.json:
         _emit([_write_json(r) for r in results])
     for result in results if not args.json else []:
@@ -181,7 +183,7 @@ def _write_json(result: WriteResult) -> dict[str, Any]:
 def _search(args: argparse.Namespace) -> int:
     with _open(args) as memory:
         hits = memory.search(args.query, filter=args.filter, limit=args.limit, threshold=args.threshold,
-                             **_scope(args))
+                             scope=_scope(args))
     if args.json:
         _emit([_hit_json(hit) for hit in hits])
         return 0
@@ -196,7 +198,7 @@ def _hit_json(hit: SearchHit) -> dict[str, Any]:
 
 def _list(args: argparse.Namespace) -> int:
     with _open(args) as memory:
-        page = memory.list(filter=args.filter, limit=args.limit, cursor=args.cursor, **_scope(args))
+        page = memory.list(filter=args.filter, limit=args.limit, cursor=args.cursor, scope=_scope(args))
     if args.json:
         _emit({"items": [_record_json(r) for r in page.items], "next_cursor": page.next_cursor})
         return 0
@@ -209,7 +211,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _count(args: argparse.Namespace) -> int:
     with _open(args) as memory:
-        print(memory.count(filter=args.filter, **_scope(args)))
+        print(memory.count(filter=args.filter, scope=_scope(args)))
     return 0
 
 

@@ -4,11 +4,12 @@ memdock error. Everything above it (CLI, server, Dify plugin) is thin."""
 
 from __future__ import annotations
 
+import builtins
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Self, TypeVar
+from typing import Any, ParamSpec, Self, TypeVar
 
 from memdock.backend import Backend
 from memdock.capabilities import Capability
@@ -29,6 +30,7 @@ from memdock.validation import (
 )
 
 T = TypeVar("T")
+P = ParamSpec("P")
 FilterInput = Filter | Mapping[str, Any] | None
 
 
@@ -105,7 +107,7 @@ class Memory:
         now = utcnow()
         for text, metadata in items:
             digest = text_hash(text)
-            existing = seen.get(digest) or self._call(lambda d=digest: self.backend.find_by_hash(scope, d))
+            existing = seen.get(digest) or self._call(self.backend.find_by_hash, scope, digest)
             if existing is not None:
                 results.append(WriteResult(event=EventKind.NONE, record=existing))
                 continue
@@ -120,7 +122,7 @@ class Memory:
             vectors = self._embed([record.text for record in fresh])
             for record, vector in zip(fresh, vectors, strict=True):
                 record.vector = vector
-            self._call(lambda: self.backend.add(fresh))
+            self._call(self.backend.add, fresh)
             self._record(
                 [self._event(r.id, EventKind.ADD, r.scope, new_text=r.text, new_metadata=r.metadata) for r in fresh]
             )
@@ -154,7 +156,7 @@ class Memory:
             if changed.text == record.text and changed.metadata == record.metadata:
                 return WriteResult(event=EventKind.NONE, record=_public(record))
             changed.updated_at = max(utcnow(), record.created_at)
-            self._call(lambda: self.backend.update(changed))
+            self._call(self.backend.update, changed)
             self._record([
                 self._event(
                     record.id, EventKind.UPDATE, record.scope, old_text=record.text, new_text=changed.text,
@@ -167,7 +169,7 @@ class Memory:
         """Delete one memory; `MemoryNotFound` when it does not exist (or lies outside `scope`)."""
         with self._write_lock:
             record = self._require(memory_id, scope)
-            self._call(lambda: self.backend.delete([record.id]))
+            self._call(self.backend.delete, [record.id])
             self._record([self._event(record.id, EventKind.DELETE, record.scope, old_text=record.text,
                                       old_metadata=record.metadata)])
             return WriteResult(event=EventKind.DELETE, record=_public(record))
@@ -189,7 +191,7 @@ class Memory:
             doomed = list(self._iterate(the_scope, where))
             for start in range(0, len(doomed), 500):
                 chunk = doomed[start : start + 500]
-                self._call(lambda c=chunk: self.backend.delete([r.id for r in c]))
+                self._call(self.backend.delete, [r.id for r in chunk])
                 self._record([self._event(r.id, EventKind.DELETE, r.scope, old_text=r.text,
                                           old_metadata=r.metadata) for r in chunk])
             return len(doomed)
@@ -223,7 +225,7 @@ class Memory:
         limit = check_limit(limit)
         minimum = check_threshold(threshold)
         vector = None if self.embedder is None else self._embed([text])[0]
-        hits = self._call(lambda: self.backend.search(vector, text, the_scope, where, limit))
+        hits = self._call(self.backend.search, vector, text, the_scope, where, limit)
         return [
             SearchHit(record=_public(hit.record), score=hit.score)
             for hit in hits
@@ -248,7 +250,7 @@ class Memory:
         limit = check_limit(limit)
         if cursor is not None and not isinstance(cursor, str):
             raise InvalidInput("must be a string", field="cursor")
-        page = self._call(lambda: self.backend.list(the_scope, where, limit, cursor))
+        page = self._call(self.backend.list, the_scope, where, limit, cursor)
         return Page(items=[_public(r) for r in page.items], next_cursor=page.next_cursor)
 
     def count(
@@ -264,9 +266,9 @@ class Memory:
         """How many memories in scope match the filter."""
         the_scope = make_scope(scope, _ids(user_id, agent_id, run_id, app_id), required=True)
         where = coerce_filter(filter)
-        return self._call(lambda: self.backend.count(the_scope, where))
+        return self._call(self.backend.count, the_scope, where)
 
-    def history(self, memory_id: str, *, scope: Scope | None = None) -> list[HistoryEvent]:
+    def history(self, memory_id: str, *, scope: Scope | None = None) -> builtins.list[HistoryEvent]:
         """ADD / UPDATE / DELETE events of one memory, oldest first (also after it was deleted).
 
         `MemoryNotFound` when there is neither a memory nor any event for this id (or they lie outside
@@ -274,14 +276,14 @@ class Memory:
         check_memory_id(memory_id)
         if Capability.HISTORY not in self.capabilities:
             raise Unsupported(f"{self.name} keeps no history")
-        events = self._call(lambda: self.backend.history(memory_id))
+        events = self._call(self.backend.history, memory_id)
         if scope is not None and not scope.is_empty():
             events = [e for e in events if scope.contains(e.scope)]
         if not events:
             self._require(memory_id, scope)
         return events
 
-    def export(self, **scope_ids: str | None) -> list[MemoryRecord]:
+    def export(self, **scope_ids: str | None) -> builtins.list[MemoryRecord]:
         """Every memory in the scope, oldest first (for moving data between backends)."""
         the_scope = make_scope(None, scope_ids, required=True)
         return [_public(r) for r in self._iterate(the_scope, None)]
@@ -291,7 +293,7 @@ class Memory:
     def _iterate(self, scope: Scope, where: Filter | None) -> Iterator[MemoryRecord]:
         cursor: str | None = None
         while True:
-            page = self._call(lambda c=cursor: self.backend.list(scope, where, 500, c))
+            page = self._call(self.backend.list, scope, where, 500, cursor)
             yield from page.items
             if page.next_cursor is None:
                 return
@@ -299,32 +301,34 @@ class Memory:
 
     def _require(self, memory_id: str, scope: Scope | None) -> MemoryRecord:
         check_memory_id(memory_id)
-        record = self._call(lambda: self.backend.get(memory_id))
+        record = self._call(self.backend.get, memory_id)
         if record is None or (scope is not None and not scope.contains(record.scope)):
             raise MemoryNotFound(memory_id)
         return record
 
-    def _embed(self, texts: list[str]) -> list[list[float]] | list[None]:
+    def _embed(self, texts: builtins.list[str]) -> builtins.list[builtins.list[float]] | builtins.list[None]:
         if self.embedder is None:
             return [None] * len(texts)
-        vectors = self._call(lambda: self.embedder.embed(texts) if self.embedder else [])
+        vectors = self._call(self.embedder.embed, texts)
         if len(vectors) != len(texts):
-            raise BackendUnavailable(f"embedder {self.embedder.name!r} returned {len(vectors)} vectors for {len(texts)} texts")
+            raise BackendUnavailable(
+                f"embedder {self.embedder.name!r} returned {len(vectors)} vectors for {len(texts)} texts"
+            )
         return vectors
 
-    def _record(self, events: list[HistoryEvent]) -> None:
+    def _record(self, events: builtins.list[HistoryEvent]) -> None:
         if Capability.HISTORY in self.capabilities and events:
-            self._call(lambda: self.backend.record_history(events))
+            self._call(self.backend.record_history, events)
 
     @staticmethod
     def _event(memory_id: str, kind: EventKind, scope: Scope, **changes: Any) -> HistoryEvent:
         return HistoryEvent(id=str(uuid.uuid4()), memory_id=memory_id, event=kind, scope=scope,
                             created_at=utcnow(), **changes)
 
-    def _call(self, operation: Callable[[], T]) -> T:
+    def _call(self, operation: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a backend operation; anything but a memdock error becomes `BackendUnavailable`."""
         try:
-            return operation()
+            return operation(*args, **kwargs)
         except MemdockError:
             raise
         except Exception as exc:

@@ -75,8 +75,6 @@ def open_backend(url: str | None = None, *, embedder: Embedder | None = None) ->
     embedder_name = params.pop("embedder", DEFAULT_EMBEDDER)
     parsed = replace(parsed, params=params)
     settings = spec.settings_model.from_url(parsed)
-    if Capability.SERVER_SIDE_EMBEDDING in spec.capabilities:
-        chosen = None
-    else:
-        chosen = embedder or make_embedder(embedder_name)
+    server_side = Capability.SERVER_SIDE_EMBEDDING in spec.capabilities
+    chosen = None if server_side else embedder or make_embedder(embedder_name)
     return OpenedBackend(backend=spec.factory(settings, chosen), spec=spec, embedder=chosen, url=parsed)
