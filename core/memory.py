@@ -8,7 +8,7 @@ import builtins
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, Self, TypeVar
 
 from memdock.backend import Backend
@@ -89,6 +89,8 @@ class Memory:
         base_metadata = check_metadata(metadata)
         if expires_at is not None and (not isinstance(expires_at, datetime) or expires_at.tzinfo is None):
             raise InvalidInput("must be a timezone-aware datetime", field="expires_at")
+        if expires_at is not None:
+            expires_at = expires_at.astimezone(UTC)
         if isinstance(data, str):
             items = [(check_text(data), base_metadata)]
         elif isinstance(data, Sequence):
@@ -109,7 +111,7 @@ class Memory:
             digest = text_hash(text)
             existing = seen.get(digest) or self._call(self.backend.find_by_hash, scope, digest)
             if existing is not None:
-                results.append(WriteResult(event=EventKind.NONE, record=existing))
+                results.append(WriteResult(event=EventKind.NONE, record=_public(existing)))
                 continue
             record = MemoryRecord(
                 id=str(uuid.uuid4()), text=text, scope=scope, metadata=metadata, hash=digest,
