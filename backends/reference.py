@@ -11,6 +11,7 @@ import builtins
 import threading
 from collections.abc import Sequence
 from typing import Any, Self
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
@@ -36,8 +37,9 @@ class ReferenceSettings(BackendSettings):
     def from_url(cls, url: BackendURL) -> Self:
         """Read NAME from the URL's host part; no query parameters are accepted."""
         data: dict[str, Any] = dict(url.params)
-        if url.host:
-            data["name"] = url.host
+        name = unquote(urlsplit(url.raw).netloc)  # `url.host` is lower-cased; store names keep their case
+        if name:
+            data["name"] = name
         if url.path not in ("", "/"):
             raise InvalidInput("memory:// takes no path", field="path")
         return cls.validated(data)

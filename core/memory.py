@@ -5,6 +5,7 @@ memdock error. Everything above it (CLI, server, Dify plugin) is thin."""
 from __future__ import annotations
 
 import builtins
+import copy
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -93,8 +94,8 @@ class Memory:
             expires_at = expires_at.astimezone(UTC)
         if isinstance(data, str):
             items = [(check_text(data), base_metadata)]
-        elif isinstance(data, Sequence):
-            items = [(content, {**base_metadata, "role": role}) for role, content in split_messages(data)]
+        elif isinstance(data, Sequence) and not isinstance(data, bytes | bytearray):
+            items = [(content, {**copy.deepcopy(base_metadata), "role": role}) for role, content in split_messages(data)]
         else:
             raise InvalidInput(f"must be a string or a list of messages, got {type(data).__name__}", field="data")
         with self._write_lock:
@@ -289,6 +290,37 @@ class Memory:
         """Every memory in the scope, oldest first (for moving data between backends)."""
         the_scope = make_scope(None, scope_ids, required=True)
         return [_public(r) for r in self._iterate(the_scope, None)]
+
+    def import_(self, records: Sequence[MemoryRecord]) -> list[WriteResult]:
+        """Store records exported from another Memory, keeping their ids, scopes, metadata and times
+        (vectors are recomputed with this Memory's embedder). A record whose id, or whose text in the
+        same scope, is already stored is skipped with event NONE. All or nothing for the new ones."""
+        incoming = [MemoryRecord.model_validate(r.model_dump()) for r in records]
+        for index, record in enumerate(incoming):
+            check_text(record.text, field=f"records[{index}].text")
+            record.metadata = check_metadata(record.metadata)
+            if record.scope.is_empty():
+                raise InvalidInput("needs a scope id", field=f"records[{index}].scope")
+        with self._write_lock:
+            results: list[WriteResult] = []
+            fresh: list[MemoryRecord] = []
+            for record in incoming:
+                record.hash = text_hash(record.text)
+                existing = self._call(self.backend.get, record.id) or self._call(
+                    self.backend.find_by_hash, record.scope, record.hash
+                )
+                if existing is not None:
+                    results.append(WriteResult(event=EventKind.NONE, record=_public(existing)))
+                else:
+                    fresh.append(record)
+                    results.append(WriteResult(event=EventKind.ADD, record=_public(record)))
+            if fresh:
+                for record, vector in zip(fresh, self._embed([r.text for r in fresh]), strict=True):
+                    record.vector = vector
+                self._call(self.backend.add, fresh)
+                self._record([self._event(r.id, EventKind.ADD, r.scope, new_text=r.text, new_metadata=r.metadata)
+                              for r in fresh])
+            return results
 
     # -- helpers --------------------------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ def make_scope(scope: Scope | None, ids: Mapping[str, Any], *, required: bool) -
     data = scope.ids() if scope is not None else {}
     for name, value in ids.items():
         if value is not None:
+            if name in data and data[name] != value:
+                raise InvalidInput(f"conflicts with scope.{name}={data[name]!r}", field=name)
             data[name] = value
     try:
         result = Scope.model_validate(data)
