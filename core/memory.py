@@ -95,7 +95,8 @@ class Memory:
         if isinstance(data, str):
             items = [(check_text(data), base_metadata)]
         elif isinstance(data, Sequence) and not isinstance(data, bytes | bytearray):
-            items = [(content, {**copy.deepcopy(base_metadata), "role": role}) for role, content in split_messages(data)]
+            messages = split_messages(data)
+            items = [(content, {**copy.deepcopy(base_metadata), "role": role}) for role, content in messages]
         else:
             raise InvalidInput(f"must be a string or a list of messages, got {type(data).__name__}", field="data")
         with self._write_lock:
@@ -291,7 +292,7 @@ class Memory:
         the_scope = make_scope(None, scope_ids, required=True)
         return [_public(r) for r in self._iterate(the_scope, None)]
 
-    def import_(self, records: Sequence[MemoryRecord]) -> list[WriteResult]:
+    def import_(self, records: Sequence[MemoryRecord]) -> builtins.list[WriteResult]:
         """Store records exported from another Memory, keeping their ids, scopes, metadata and times
         (vectors are recomputed with this Memory's embedder). A record whose id, or whose text in the
         same scope, is already stored is skipped with event NONE. All or nothing for the new ones."""
@@ -302,8 +303,8 @@ class Memory:
             if record.scope.is_empty():
                 raise InvalidInput("needs a scope id", field=f"records[{index}].scope")
         with self._write_lock:
-            results: list[WriteResult] = []
-            fresh: list[MemoryRecord] = []
+            results: builtins.list[WriteResult] = []
+            fresh: builtins.list[MemoryRecord] = []
             for record in incoming:
                 record.hash = text_hash(record.text)
                 existing = self._call(self.backend.get, record.id) or self._call(
