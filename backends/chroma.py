@@ -106,8 +106,9 @@ def _client(settings: ChromaSettings) -> tuple[Any, tuple[Any, ...]]:
                 if settings.database:
                     extra["database"] = settings.database
                 headers = {"Authorization": f"Bearer {token}"} if token else None
-                _clients[key] = chromadb.HttpClient(host=settings.host or "127.0.0.1", port=settings.port, ssl=settings.ssl,
-                                                    headers=headers, **extra)
+                _clients[key] = chromadb.HttpClient(
+                    host=settings.host or "127.0.0.1", port=settings.port, ssl=settings.ssl, headers=headers, **extra
+                )
         return _clients[key], key
 
 
