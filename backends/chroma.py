@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Self
 
-import numpy as np
-
 from memdock.backend import Backend, BackendSettings, BackendSpec, BackendURL
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
@@ -33,7 +31,7 @@ from memdock.filters import And, Comparison, Filter, evaluate
 from memdock.hookspecs import hookimpl
 from memdock.models import SCOPE_FIELDS, HistoryEvent, MemoryRecord, Page, Scope, SearchHit
 from memdock.pagination import page_of
-from memdock.scoring import cosine_distance_to_score, cosine_to_score
+from memdock.scoring import cosine_distance_to_score, rank_by_cosine
 
 CAPABILITIES = frozenset({
     Capability.FILTER_EQUALITY, Capability.FILTER_RANGE, Capability.CONTAINS, Capability.HISTORY,
@@ -283,15 +281,7 @@ class ChromaBackend(Backend):
             raise InvalidInput("the Chroma backend needs a query vector", field="vector")
         if where is None:
             return self._index_search(vector, scope, limit)
-        candidates = self._candidates(scope, where, vectors=True)
-        if not candidates:
-            return []
-        matrix = np.asarray([r.vector for r in candidates], dtype=np.float64)
-        query = np.asarray(vector, dtype=np.float64)
-        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
-        cosines = matrix @ query / np.where(norms == 0, 1.0, norms)
-        order = sorted(range(len(candidates)), key=lambda i: (-cosines[i], candidates[i].id))[:limit]
-        return [SearchHit(record=candidates[i], score=cosine_to_score(float(cosines[i]))) for i in order]
+        return rank_by_cosine(vector, self._candidates(scope, where, vectors=True), limit)
 
     def _index_search(self, vector: Sequence[float], scope: Scope, limit: int) -> list[SearchHit]:
         total = self._guard(self._collection.count)

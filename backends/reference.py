@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
-import numpy as np
-
 from memdock.backend import Backend, BackendSettings, BackendSpec, BackendURL
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
@@ -23,7 +21,7 @@ from memdock.filters import Filter, evaluate
 from memdock.hookspecs import hookimpl
 from memdock.models import HistoryEvent, MemoryRecord, Page, Scope, SearchHit
 from memdock.pagination import page_of
-from memdock.scoring import cosine_to_score
+from memdock.scoring import rank_by_cosine
 
 CAPABILITIES = frozenset(Capability) - {Capability.SERVER_SIDE_EMBEDDING, Capability.PERSISTENCE}
 
@@ -128,18 +126,8 @@ class ReferenceBackend(Backend):
         """Exact cosine search over the matching records, most similar first (ties by id)."""
         if vector is None:
             raise InvalidInput("the reference backend needs a query vector", field="vector")
-        candidates = [r for r in self._visible(scope, where) if r.vector is not None]
-        if not candidates:
-            return []
-        matrix = np.asarray([r.vector for r in candidates], dtype=np.float64)
-        query = np.asarray(vector, dtype=np.float64)
-        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
-        cosines = matrix @ query / np.where(norms == 0, 1.0, norms)
-        order = sorted(range(len(candidates)), key=lambda i: (-cosines[i], candidates[i].id))[:limit]
-        return [
-            SearchHit(record=candidates[i].model_copy(deep=True), score=cosine_to_score(float(cosines[i])))
-            for i in order
-        ]
+        hits = rank_by_cosine(vector, self._visible(scope, where), limit)
+        return [SearchHit(record=hit.record.model_copy(deep=True), score=hit.score) for hit in hits]
 
     def list(self, scope: Scope, where: Filter | None, limit: int, cursor: str | None) -> Page:
         """A keyset page ordered by (created_at, id)."""

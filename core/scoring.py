@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
+from memdock.models import MemoryRecord, SearchHit
+
 
 def cosine_to_score(cosine: float) -> float:
     """Map a cosine similarity in [-1, 1] to a score in [0, 1] (1 = same direction)."""
@@ -11,3 +17,17 @@ def cosine_to_score(cosine: float) -> float:
 def cosine_distance_to_score(distance: float) -> float:
     """Map a cosine distance (1 - cosine, in [0, 2]) to a score in [0, 1]."""
     return cosine_to_score(1.0 - distance)
+
+
+def rank_by_cosine(vector: Sequence[float], records: Sequence[MemoryRecord], limit: int) -> list[SearchHit]:
+    """Exact search: the `limit` records (which must carry vectors) most similar to `vector`, best
+    first, ties broken by id. A zero vector scores as cosine 0."""
+    candidates = [r for r in records if r.vector is not None]
+    if not candidates:
+        return []
+    matrix = np.asarray([r.vector for r in candidates], dtype=np.float64)
+    query = np.asarray(vector, dtype=np.float64)
+    norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
+    cosines = matrix @ query / np.where(norms == 0, 1.0, norms)
+    order = sorted(range(len(candidates)), key=lambda i: (-cosines[i], candidates[i].id))[:limit]
+    return [SearchHit(record=candidates[i], score=cosine_to_score(float(cosines[i]))) for i in order]
