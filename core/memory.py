@@ -122,14 +122,7 @@ class Memory:
             seen[digest] = record
             fresh.append(record)
             results.append(None)
-        if fresh:
-            vectors = self._embed([record.text for record in fresh])
-            for record, vector in zip(fresh, vectors, strict=True):
-                record.vector = vector
-            self._call(self.backend.add, fresh)
-            self._record(
-                [self._event(r.id, EventKind.ADD, r.scope, new_text=r.text, new_metadata=r.metadata) for r in fresh]
-            )
+        self._store_new(fresh)
         added = iter(fresh)
         return [result or WriteResult(event=EventKind.ADD, record=_public(next(added))) for result in results]
 
@@ -315,15 +308,24 @@ class Memory:
                 else:
                     fresh.append(record)
                     results.append(WriteResult(event=EventKind.ADD, record=_public(record)))
-            if fresh:
-                for record, vector in zip(fresh, self._embed([r.text for r in fresh]), strict=True):
-                    record.vector = vector
-                self._call(self.backend.add, fresh)
-                self._record([self._event(r.id, EventKind.ADD, r.scope, new_text=r.text, new_metadata=r.metadata)
-                              for r in fresh])
+            self._store_new(fresh)
             return results
 
     # -- helpers --------------------------------------------------------------------------------------
+
+    def _store_new(self, fresh: builtins.list[MemoryRecord]) -> None:
+        """Embed, store and record ADD events for new records; all or nothing."""
+        if not fresh:
+            return
+        for record, vector in zip(fresh, self._embed([r.text for r in fresh]), strict=True):
+            record.vector = vector
+        self._call(self.backend.add, fresh)
+        events = [self._event(r.id, EventKind.ADD, r.scope, new_text=r.text, new_metadata=r.metadata) for r in fresh]
+        try:
+            self._record(events)
+        except MemdockError:  # no memory without its ADD event
+            self._call(self.backend.delete, [r.id for r in fresh])
+            raise
 
     def _iterate(self, scope: Scope, where: Filter | None) -> Iterator[MemoryRecord]:
         cursor: str | None = None

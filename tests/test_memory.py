@@ -713,3 +713,17 @@ def test_bytes_are_not_taken_for_a_message_list() -> None:
     with pytest.raises(InvalidInput) as info:
         memory.add(b"hello", user_id="u1")  # type: ignore[arg-type]
     assert info.value.field == "data"
+
+
+class _HistoryDownBackend(ReferenceBackend):
+    """A reference backend whose history store fails, as a database that drops mid-write would."""
+
+    def record_history(self, events: Sequence[Any]) -> None:
+        raise ConnectionError("history table unreachable")
+
+
+def test_add_whose_history_write_fails_leaves_nothing_stored() -> None:
+    memory = Memory(_HistoryDownBackend(ReferenceSettings(), make_test_embedder()), make_test_embedder())
+    with pytest.raises(BackendUnavailable):
+        memory.add([{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}], user_id="u1")
+    assert memory.count(user_id="u1") == 0
