@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--schema", metavar="NAME", help="print the JSON schema of this backend's settings")
 
+    sub = command("conformance", _conformance, "run the conformance kit against a backend URL")
+    sub.add_argument("target_url", metavar="URL")
+    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--group", action="append", help="only this group (repeatable)")
+
     sub = command("add", _add, "store a memory")
     sub.add_argument("text")
     _scope_args(sub)
@@ -164,6 +169,12 @@ def _backends(args: argparse.Namespace) -> int:
         print(f"{row['name']:<12} {schemes:<28} {row['description']}")
     print("embedders: " + ", ".join(e["name"] for e in embedders))
     return 0
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    from memdock.conformance.cli import run_cli  # the kit is only imported when asked for
+
+    return run_cli(args.target_url, as_json_output=args.json, groups=args.group)
 
 
 def _add(args: argparse.Namespace) -> int:

@@ -111,3 +111,19 @@ def test_metadata_names_the_distribution(wheel: Path) -> None:
     metadata = read(wheel, f"{dist_info(wheel)}/METADATA")
     assert "Name: memdock\n" in metadata
     assert "Requires-Python: >=3.12" in metadata
+
+
+SOURCE_FOLDERS = {"core": "memdock", "backends": "memdock/backends", "dify_adapter": "memdock/dify_adapter",
+                  "conformance": "memdock/conformance"}
+
+
+def test_every_source_module_is_in_the_wheel(wheel: Path) -> None:
+    """A subpackage missing from pyproject's explicit package list would silently drop out of installs."""
+    root = Path(__file__).resolve().parent.parent
+    shipped = names(wheel)
+    expected = {
+        f"{target}/{path.relative_to(root / folder).as_posix()}"
+        for folder, target in SOURCE_FOLDERS.items()
+        for path in (root / folder).rglob("*.py")
+    }
+    assert expected - set(shipped) == set()

@@ -1,0 +1,101 @@
+"""filters: the backend answers every filter exactly as the reference evaluator does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memdock.capabilities import Capability
+from memdock.conformance.context import CheckContext
+from memdock.conformance.registry import check
+from memdock.errors import InvalidFilter
+from memdock.filters import evaluate, parse_mem0_filter
+
+DATASET: list[tuple[str, dict[str, Any]]] = [
+    ("green tea every morning", {"kind": "drink", "rating": 5, "tags": ["tea", "green"], "vegan": True}),
+    ("black coffee after lunch", {"kind": "drink", "rating": 3.5, "tags": ["coffee"], "vegan": False}),
+    ("drives a red hatchback", {"kind": "car", "rating": 2, "owner": {"name": "Ana"}}),
+    ("plays chess on Sundays", {"kind": "hobby", "rating": 4, "note": None}),
+    ("Reads Science Fiction", {"kind": "Hobby", "flag": 1}),
+    ("has no metadata", {}),
+]
+
+
+def _agree(ctx: CheckContext, flt: dict[str, Any]) -> None:
+    for text, metadata in DATASET:
+        ctx.memory.add(text, user_id=ctx.user, metadata=metadata)
+    records = ctx.memory.list(user_id=ctx.user, limit=100).items
+    expected = sorted(r.text for r in records if evaluate(parse_mem0_filter(flt), r))
+    listed = sorted(r.text for r in ctx.memory.list(user_id=ctx.user, filter=flt, limit=100).items)
+    assert listed == expected, f"list {flt}: got {listed}, reference says {expected}"
+    counted = ctx.memory.count(user_id=ctx.user, filter=flt)
+    assert counted == len(expected), f"count {flt}: got {counted}, reference says {len(expected)}"
+    found = sorted(h.record.text for h in ctx.memory.search("tea", user_id=ctx.user, filter=flt, limit=100))
+    assert found == expected, f"search {flt}: got {found}, reference says {expected}"
+
+
+def _make(name: str, flt: dict[str, Any], requires: Capability, doc: str) -> None:
+    def run(ctx: CheckContext) -> None:
+        _agree(ctx, flt)
+
+    run.__name__ = f"check_{name}"
+    run.__doc__ = (
+        f"{doc} Filter: {flt}.\n\nTroubleshooting: compare your filter compiler with "
+        "`memdock.filters.evaluate`; evaluate what you cannot express exactly on a superset of candidates."
+    )
+    check("filters", requires=requires)(run)
+
+
+EQ = Capability.FILTER_EQUALITY
+CASES: list[tuple[str, dict[str, Any], Capability, str]] = [
+    ("eq_string", {"kind": "drink"}, EQ, "eq matches equal strings only (case-sensitive)."),
+    ("eq_number_int_equals_float", {"rating": 5.0}, EQ, "eq on numbers: 5 equals 5.0."),
+    ("eq_bool_is_not_number", {"flag": True}, EQ, "eq True does not match the number 1."),
+    ("eq_null", {"note": None}, EQ, "eq null matches a stored null, not a missing field."),
+    ("eq_object", {"owner": {"eq": {"name": "Ana"}}}, EQ, "eq on an object compares deeply."),
+    ("ne_matches_missing_fields", {"kind": {"ne": "drink"}}, EQ, "ne includes records lacking the field."),
+    ("in_list", {"kind": {"in": ["car", "hobby"]}}, EQ, "in matches any listed value."),
+    ("nin_matches_missing_fields", {"rating": {"nin": [5, 2]}}, EQ, "nin includes records lacking the field."),
+    ("exists", {"owner": "*"}, EQ, "'*' matches records having the field."),
+    ("exists_with_null_value", {"note": "*"}, EQ, "'*' matches a field whose value is null."),
+    ("and", {"AND": [{"kind": "drink"}, {"vegan": True}]}, EQ, "AND needs every item."),
+    ("or", {"OR": [{"kind": "car"}, {"flag": 1}]}, EQ, "OR needs one item."),
+    ("not", {"NOT": {"kind": "drink"}}, EQ, "NOT complements, including records lacking the field."),
+    ("implicit_and", {"kind": "drink", "vegan": False}, EQ, "several keys in one object are AND-ed."),
+    ("gt", {"rating": {"gt": 3.5}}, Capability.FILTER_RANGE, "gt is strict."),
+    ("gte", {"rating": {"gte": 3.5}}, Capability.FILTER_RANGE, "gte includes the bound."),
+    ("lt_lte_range", {"rating": {"gt": 2, "lte": 4}}, Capability.FILTER_RANGE, "two bounds in one object."),
+    ("contains_list", {"tags": {"contains": "tea"}}, Capability.CONTAINS, "contains finds a list element."),
+    ("contains_string", {"kind": {"contains": "ink"}}, Capability.CONTAINS, "contains finds a substring."),
+    ("icontains", {"kind": {"icontains": "HOB"}}, Capability.CONTAINS, "icontains ignores case."),
+]
+for _name, _flt, _cap, _doc in CASES:
+    _make(_name, _flt, _cap, _doc)
+
+
+@check("filters", requires=Capability.FILTER_RANGE)
+def check_ordering_on_a_stored_string_raises(ctx: CheckContext) -> None:
+    """gt against a field holding a string raises InvalidFilter, as the reference evaluator does.
+
+    Troubleshooting: evaluate ordering operators where you can see the stored type, or evaluate them
+    client-side with `memdock.filters.evaluate`.
+    """
+    ctx.memory.add("typed", user_id=ctx.user, metadata={"kind": "drink"})
+    try:
+        ctx.memory.list(user_id=ctx.user, filter={"kind": {"gt": 1}})
+    except InvalidFilter:
+        return
+    raise AssertionError("expected InvalidFilter")
+
+
+@check("filters")
+def check_unknown_operator_is_refused_by_name(ctx: CheckContext) -> None:
+    """An unknown operator raises InvalidFilter naming it, before the backend is asked.
+
+    Troubleshooting: parse filters with `memdock.filters.parse_mem0_filter`; do not accept unknown keys.
+    """
+    try:
+        ctx.memory.search("x", user_id=ctx.user, filter={"rating": {"near": 3}})
+    except InvalidFilter as exc:
+        assert "near" in str(exc), str(exc)
+        return
+    raise AssertionError("expected InvalidFilter")

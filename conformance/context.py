@@ -1,0 +1,60 @@
+"""What a check works with: a Memory on a fresh, empty, uniquely named namespace, and unique scope ids."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import memdock
+from memdock.capabilities import Capability
+from memdock.memory import Memory
+
+
+def fresh_url(base_url: str) -> str:
+    """`base_url` pointed at a new, empty namespace, with the deterministic ``hash`` embedder unless the
+    URL names one: ``memory://`` gets a unique store name; any other URL gets a unique ``collection``
+    query parameter (replacing one that is there)."""
+    parts = urlsplit(base_url)
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    params.setdefault("embedder", "hash")
+    token = uuid.uuid4().hex[:16]
+    if parts.scheme == "memory":
+        return f"memory://conf-{token}?{urlencode(params)}"
+    params["collection"] = f"conf_{token}"
+    return parts._replace(query=urlencode(params)).geturl()
+
+
+@dataclass
+class CheckContext:
+    """A check's world. `memory` is open on `url`; `user`/`other` are scope ids no other check uses."""
+
+    url: str
+    memory: Memory
+    user: str = field(default_factory=lambda: f"u-{uuid.uuid4().hex[:10]}")
+    other: str = field(default_factory=lambda: f"o-{uuid.uuid4().hex[:10]}")
+    agent: str = field(default_factory=lambda: f"a-{uuid.uuid4().hex[:10]}")
+
+    @classmethod
+    def open(cls, base_url: str) -> CheckContext:
+        """Open a fresh namespace derived from `base_url`."""
+        url = fresh_url(base_url)
+        return cls(url=url, memory=memdock.open(url))
+
+    def has(self, capability: Capability) -> bool:
+        """Whether the backend declares `capability`."""
+        return capability in self.memory.capabilities
+
+    def reopen(self) -> Memory:
+        """Close the Memory and open the same URL again (for persistence checks)."""
+        self.memory.close()
+        self.memory = memdock.open(self.url)
+        return self.memory
+
+    def cleanup(self) -> None:
+        """Delete what the check wrote under its scope ids, then close."""
+        try:
+            for user in (self.user, self.other):
+                self.memory.delete_all(user_id=user)
+        finally:
+            self.memory.close()

@@ -1,0 +1,177 @@
+"""The conformance kit: it passes real backends and catches deliberately broken ones."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import pytest
+
+from memdock import BackendSpec, BackendURL, Capability
+from memdock.backends.reference import CAPABILITIES, ReferenceBackend, ReferenceSettings, _Store
+from memdock.conformance import Status, all_checks, run
+from memdock.embedding import Embedder
+from memdock.filters import And, Comparison, Filter, Not, Or
+from memdock.models import MemoryRecord, Scope, SearchHit
+from memdock.plugins import backend_specs
+
+
+def conformance_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("memdock", path=str(Path(sys.executable).parent)) or "memdock"
+    return subprocess.run([exe, "conformance", *args], capture_output=True, text=True, timeout=600, check=False)
+
+
+def _assert_clean(result: subprocess.CompletedProcess[str], level: str) -> None:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    statuses = [r["status"] for r in report["results"]]
+    assert "FAIL" not in statuses
+    assert len({(r["group"], r["check"]) for r in report["results"]}) >= 60
+    assert report["level"] == level
+
+
+def test_reference_backend_passes_through_the_cli() -> None:
+    _assert_clean(conformance_cli("memory://", "--json"), "BASE")  # persistence is N/A for memory://
+
+
+def test_embedded_chroma_passes_through_the_cli(tmp_path: Path) -> None:
+    _assert_clean(conformance_cli(f"chroma://{tmp_path / 'kit'}", "--json"), "FULL")
+
+
+def test_chroma_server_passes_through_the_cli(chroma_http_url: str) -> None:
+    _assert_clean(conformance_cli(chroma_http_url, "--json"), "FULL")
+
+
+def test_table_output_and_unknown_group() -> None:
+    table = conformance_cli("memory://", "--group", "scope")
+    assert table.returncode == 0 and "scope" in table.stdout and "level: FULL" in table.stdout
+    unknown = conformance_cli("memory://", "--group", "nosuch")
+    assert unknown.returncode == 2 and "nosuch" in unknown.stderr
+
+
+def test_every_check_has_a_troubleshooting_docstring() -> None:
+    checks = all_checks()
+    assert len(checks) >= 60
+    missing = [f"{c.group}/{c.name}" for c in checks if "Troubleshooting:" not in c.doc]
+    assert missing == []
+
+
+# --- deliberately broken backends -------------------------------------------------------------------
+
+
+class BrokenSettings(ReferenceSettings):
+    """Like memory://NAME, but also accepts the `collection` parameter the kit sets."""
+
+    collection: str | None = None
+
+    @classmethod
+    def from_url(cls, url: BackendURL) -> Self:
+        return cls.validated(dict(url.params))
+
+
+class ScopeLeakingSearch(ReferenceBackend):
+    """Ignores the scope on search."""
+
+    def search(self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None,
+               limit: int) -> list[SearchHit]:
+        return super().search(vector, text, Scope(), where, limit)
+
+
+class DistanceScores(ReferenceBackend):
+    """Returns distances (lower = better) where similarities are due."""
+
+    def search(self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None,
+               limit: int) -> list[SearchHit]:
+        hits = super().search(vector, text, scope, where, limit)
+        return [SearchHit(record=h.record, score=1.0 - h.score) for h in reversed(hits)]
+
+
+def _drop_ne(expr: Filter | None) -> Filter | None:
+    if isinstance(expr, Comparison) and expr.op == "ne":
+        return And(())
+    if isinstance(expr, And | Or):
+        return type(expr)(tuple(_drop_ne(item) or And(()) for item in expr.items))
+    if isinstance(expr, Not):
+        return Not(_drop_ne(expr.item) or And(()))
+    return expr
+
+
+class DropsNeFilters(ReferenceBackend):
+    """Silently ignores `ne` conditions."""
+
+    def _visible(self, scope: Scope, where: Filter | None) -> list[MemoryRecord]:
+        return super()._visible(scope, _drop_ne(where))
+
+
+class LosesConcurrentWrites(ReferenceBackend):
+    """Adds by copy-modify-replace without a lock, so concurrent adds overwrite each other."""
+
+    def add(self, records: Sequence[MemoryRecord]) -> None:
+        snapshot = dict(self._store.records)
+        time.sleep(0.002)
+        for record in records:
+            snapshot[record.id] = record.model_copy(deep=True)
+        self._store.records = snapshot
+
+
+class ForgetsOnReopen(ReferenceBackend):
+    """Declares PERSISTENCE but starts empty every time it is opened."""
+
+    capabilities = CAPABILITIES | {Capability.PERSISTENCE}
+
+    def __init__(self, settings: ReferenceSettings, embedder: Embedder | None) -> None:
+        super().__init__(settings, embedder)
+        self._store = _Store()
+
+
+BROKEN: dict[str, tuple[type[ReferenceBackend], str]] = {
+    "broken-scope": (ScopeLeakingSearch, "scope/search_never_returns_another_users_memory"),
+    "broken-scores": (DistanceScores, "search/scores_are_similarities_in_unit_range"),
+    "broken-ne": (DropsNeFilters, "filters/ne_matches_missing_fields"),
+    "broken-race": (LosesConcurrentWrites, "concurrency/parallel_adds_are_all_kept"),
+    "broken-reopen": (ForgetsOnReopen, "persistence/reopen_keeps_memories_metadata_and_search"),
+}
+_lock = threading.Lock()
+
+
+@pytest.fixture
+def broken_schemes() -> Iterator[None]:
+    specs = backend_specs()
+    with _lock:
+        for scheme, (cls, _) in BROKEN.items():
+            specs[scheme] = BackendSpec(
+                name=scheme, schemes=(scheme,), settings_model=BrokenSettings,
+                factory=lambda settings, embedder, cls=cls: cls(settings, embedder),
+                capabilities=cls.capabilities,
+            )
+        yield
+        for scheme in BROKEN:
+            specs.pop(scheme, None)
+
+
+@pytest.mark.parametrize("scheme", sorted(BROKEN))
+def test_broken_backends_are_caught(broken_schemes: None, scheme: str) -> None:
+    _, expected_failure = BROKEN[scheme]
+    group = expected_failure.split("/")[0]
+    report = run(f"{scheme}://", groups=[group])
+    failed = {f"{r.group}/{r.check}" for r in report.results if r.status is Status.FAIL}
+    assert expected_failure in failed, [(r.check, r.status, r.detail) for r in report.results]
+    assert report.failed and report.level == "PARTIAL"
+
+
+def test_kit_results_are_the_same_shape_for_every_backend(tmp_path: Path) -> None:
+    memory_report = run("memory://", groups=["scope", "dedup"])
+    chroma_report = run(f"chroma://{tmp_path / 'shape'}", groups=["scope", "dedup"])
+    assert [(r.group, r.check) for r in memory_report.results] == [(r.group, r.check) for r in chroma_report.results]
+    assert all(r.status is Status.PASS for r in chroma_report.results)
+
+
+def _unused(*_: Any) -> None:
+    """Keep linters quiet about helper imports used only in type positions."""
