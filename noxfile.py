@@ -26,5 +26,5 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package (core, backends, adapter, conformance)."""
-    session.install(".", "mypy>=1.11")
+    session.install(".", "mypy>=1.11", "pytest>=8")
     session.run("mypy", "--strict", "-p", "memdock")

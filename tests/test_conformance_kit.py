@@ -166,6 +166,13 @@ def test_broken_backends_are_caught(broken_schemes: None, scheme: str) -> None:
     assert report.failed and report.level == "PARTIAL"
 
 
+def test_random_filter_property_catches_a_backend_that_drops_ne(broken_schemes: None) -> None:
+    report = run("broken-ne://", groups=["filters"])
+    by_name = {r.check: r for r in report.results}
+    assert by_name["random_filters_agree_with_the_reference"].status is Status.FAIL
+    assert "reference" in by_name["random_filters_agree_with_the_reference"].detail
+
+
 def test_kit_results_are_the_same_shape_for_every_backend(tmp_path: Path) -> None:
     memory_report = run("memory://", groups=["scope", "dedup"])
     chroma_report = run(f"chroma://{tmp_path / 'shape'}", groups=["scope", "dedup"])

@@ -4,6 +4,7 @@ from memdock.conformance.checks import (  # noqa: F401
     bad_input,
     concurrency,
     crud,
+    filter_properties,
     filters,
     history,
     pagination,

@@ -1,0 +1,64 @@
+"""The pytest front end of the kit: --pyargs with --memdock-url, and the third-party base class."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+def pytest_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *args],
+                          capture_output=True, text=True, timeout=600, check=False, cwd=cwd)
+
+
+def counts(output: str) -> dict[str, int]:
+    return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|error)", output)}
+
+
+def test_pyargs_runs_the_kit_against_the_reference_backend(tmp_path: Path) -> None:
+    result = pytest_run("--pyargs", "memdock.conformance", "--memdock-url", "memory://", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    found = counts(result.stdout)
+    assert found["passed"] >= 60 and found.get("failed", 0) == 0
+    assert found["skipped"] == 2 and "capability persistence not declared" in result.stdout
+
+
+def test_pyargs_runs_the_kit_against_embedded_chroma(tmp_path: Path) -> None:
+    url = f"chroma://{tmp_path / 'kit'}"
+    result = pytest_run("--pyargs", "memdock.conformance", "--memdock-url", url, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    found = counts(result.stdout)
+    assert found["passed"] >= 60 and "skipped" not in found and "failed" not in found
+
+
+THIRD_PARTY = '''
+import pytest
+from memdock.conformance.suite import ConformanceSuite, declared_gap
+
+
+class TestMine(ConformanceSuite):
+    @pytest.fixture
+    def backend_url(self, tmp_path):
+        return "memory://"
+
+    {override}
+    def test_search__exact_text_ranks_first(self, backend_url):
+        pass
+'''
+
+
+def test_overriding_a_check_without_a_reason_fails_the_meta_test(tmp_path: Path) -> None:
+    (tmp_path / "test_mine.py").write_text(THIRD_PARTY.format(override=""))
+    result = pytest_run("test_mine.py", "-k", "overridden or exact_text", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "test_search__exact_text_ranks_first" in result.stdout and counts(result.stdout)["failed"] == 1
+
+
+def test_overriding_a_check_with_a_declared_gap_is_reported_as_a_skip(tmp_path: Path) -> None:
+    (tmp_path / "test_mine.py").write_text(THIRD_PARTY.format(override='@declared_gap("ranking is approximate")'))
+    result = pytest_run("test_mine.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "declared gap: ranking is approximate" in result.stdout
+    assert counts(result.stdout)["passed"] >= 60
