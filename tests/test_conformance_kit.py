@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import pytest
 
@@ -178,7 +178,3 @@ def test_kit_results_are_the_same_shape_for_every_backend(tmp_path: Path) -> Non
     chroma_report = run(f"chroma://{tmp_path / 'shape'}", groups=["scope", "dedup"])
     assert [(r.group, r.check) for r in memory_report.results] == [(r.group, r.check) for r in chroma_report.results]
     assert all(r.status is Status.PASS for r in chroma_report.results)
-
-
-def _unused(*_: Any) -> None:
-    """Keep linters quiet about helper imports used only in type positions."""
