@@ -9,7 +9,9 @@ Semantics (the contract):
 - Ordering operators take a number operand (else `InvalidFilter` at parse time) and raise
   `InvalidFilter` when a record's value for the field is present but not a number.
 - `in`/`nin` need a list operand. `contains` matches a substring of a string value or an element of a
-  list value; `icontains` is the case-insensitive substring match on strings.
+  list value; `icontains` is the case-insensitive substring match on strings; `startswith`/`endswith`
+  (memdock extensions, needed by Dify's "start with"/"end with") take a string and match string values
+  with that prefix/suffix, case-sensitively.
 - Unknown operators raise `InvalidFilter` naming the operator.
 """
 
@@ -22,8 +24,14 @@ from typing import Any, Literal
 from memdock.errors import InvalidFilter
 from memdock.models import SCOPE_FIELDS, MemoryRecord
 
-ComparisonOp = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "icontains"]
-COMPARISON_OPS: tuple[str, ...] = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "icontains")
+ComparisonOp = Literal[
+    "eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "icontains", "startswith", "endswith"
+]
+COMPARISON_OPS: tuple[str, ...] = (
+    "eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "icontains", "startswith", "endswith"
+)
+STRING_OPS: frozenset[str] = frozenset({"icontains", "startswith", "endswith"})
+"""Operators that take a string operand and match only string values."""
 ORDERING_OPS: frozenset[str] = frozenset({"gt", "gte", "lt", "lte"})
 MAX_FILTER_DEPTH = 32
 
@@ -90,7 +98,7 @@ def comparison(field: str, op: str, value: Any) -> Comparison:
         raise InvalidFilter(f"operator {op!r} needs a number, got {type(value).__name__}", field=field)
     if op in ("in", "nin") and not isinstance(value, list | tuple):
         raise InvalidFilter(f"operator {op!r} needs a list, got {type(value).__name__}", field=field)
-    if op in ("contains", "icontains") and not isinstance(value, str) and (op == "icontains" or value is None):
+    if (op in STRING_OPS and not isinstance(value, str)) or (op == "contains" and value is None):
         raise InvalidFilter(f"operator {op!r} needs a string, got {type(value).__name__}", field=field)
     if op in ("in", "nin"):
         value = tuple(value)
@@ -197,6 +205,10 @@ def _compare(expr: Comparison, actual: Any) -> bool:
         )
     if op == "icontains":
         return isinstance(actual, str) and operand.casefold() in actual.casefold()
+    if op == "startswith":
+        return isinstance(actual, str) and actual.startswith(operand)
+    if op == "endswith":
+        return isinstance(actual, str) and actual.endswith(operand)
     # contains
     if isinstance(actual, str):
         return isinstance(operand, str) and operand in actual

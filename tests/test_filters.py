@@ -106,6 +106,22 @@ def test_contains_on_other_types_does_not_match() -> None:
     assert not matches({"obj": {"contains": "a"}}, {"obj": {"a": 1}})
 
 
+def test_startswith_and_endswith_match_string_values_case_sensitively() -> None:
+    assert matches({"note": {"startswith": "Green"}}, {"note": "Green Tea"})
+    assert not matches({"note": {"startswith": "green"}}, {"note": "Green Tea"})
+    assert matches({"note": {"endswith": "Tea"}}, {"note": "Green Tea"})
+    assert not matches({"note": {"endswith": "Green"}}, {"note": "Green Tea"})
+    assert not matches({"tags": {"startswith": "a"}}, {"tags": ["ab"]})
+    assert not matches({"note": {"startswith": "G"}}, {})
+
+
+@pytest.mark.parametrize("op", ["startswith", "endswith", "icontains"])
+def test_string_operators_refuse_non_string_operands(op: str) -> None:
+    with pytest.raises(InvalidFilter) as caught:
+        parse_mem0_filter({"note": {op: 4}})
+    assert caught.value.field == "note"
+
+
 def test_icontains_is_case_insensitive() -> None:
     assert matches({"note": {"icontains": "TEA"}}, {"note": "Green Tea"})
     assert matches({"note": {"icontains": "green tea"}}, {"note": "GREEN TEA"})

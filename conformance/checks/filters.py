@@ -67,6 +67,11 @@ CASES: list[tuple[str, dict[str, Any], Capability, str]] = [
     ("contains_list", {"tags": {"contains": "tea"}}, Capability.CONTAINS, "contains finds a list element."),
     ("contains_string", {"kind": {"contains": "ink"}}, Capability.CONTAINS, "contains finds a substring."),
     ("icontains", {"kind": {"icontains": "HOB"}}, Capability.CONTAINS, "icontains ignores case."),
+    ("startswith", {"kind": {"startswith": "dr"}}, Capability.CONTAINS, "startswith is a case-sensitive prefix."),
+    ("endswith", {"kind": {"endswith": "by"}}, Capability.CONTAINS,
+     "endswith is a case-sensitive suffix that ignores non-string values."),
+    ("eq_empty_list_or_missing", {"OR": [{"tags": {"eq": []}}, {"NOT": {"tags": "*"}}]}, EQ,
+     "eq [] matches only an empty list; NOT exists matches records lacking the field."),
 ]
 for _name, _flt, _cap, _doc in CASES:
     _make(_name, _flt, _cap, _doc)
