@@ -125,8 +125,13 @@ class Backend(ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
     @abstractmethod
-    def add(self, records: Sequence[MemoryRecord]) -> None:
-        """Store new records (ids are fresh). All or nothing: on failure none of them is stored."""
+    def add(self, records: Sequence[MemoryRecord]) -> Sequence[MemoryRecord] | None:
+        """Store new records (ids are fresh). All or nothing: on failure none of them is stored.
+
+        Return None when the records were stored exactly as given. A backend whose store assigns its
+        own ids or times (a remote service) returns the records as stored, one per input, in order;
+        `Memory` then reports those ids and times to the caller.
+        """
 
     @abstractmethod
     def get(self, memory_id: str) -> MemoryRecord | None:

@@ -91,6 +91,8 @@ class Memory:
         if expires_at is not None and (not isinstance(expires_at, datetime) or expires_at.tzinfo is None):
             raise InvalidInput("must be a timezone-aware datetime", field="expires_at")
         if expires_at is not None:
+            if Capability.TTL not in self.capabilities:
+                raise Unsupported(f"{self.name} does not honour expires_at (no TTL capability)")
             expires_at = expires_at.astimezone(UTC)
         if isinstance(data, str):
             items = [(check_text(data), base_metadata)]
@@ -122,8 +124,7 @@ class Memory:
             seen[digest] = record
             fresh.append(record)
             results.append(None)
-        self._store_new(fresh)
-        added = iter(fresh)
+        added = iter(self._store_new(fresh))
         return [result or WriteResult(event=EventKind.ADD, record=_public(next(added))) for result in results]
 
     def update(
@@ -296,7 +297,7 @@ class Memory:
             if record.scope.is_empty():
                 raise InvalidInput("needs a scope id", field=f"records[{index}].scope")
         with self._write_lock:
-            results: builtins.list[WriteResult] = []
+            results: builtins.list[WriteResult | None] = []
             fresh: builtins.list[MemoryRecord] = []
             for record in incoming:
                 record.hash = text_hash(record.text)
@@ -307,25 +308,30 @@ class Memory:
                     results.append(WriteResult(event=EventKind.NONE, record=_public(existing)))
                 else:
                     fresh.append(record)
-                    results.append(WriteResult(event=EventKind.ADD, record=_public(record)))
-            self._store_new(fresh)
-            return results
+                    results.append(None)
+            added = iter(self._store_new(fresh))
+            return [result or WriteResult(event=EventKind.ADD, record=_public(next(added))) for result in results]
 
     # -- helpers --------------------------------------------------------------------------------------
 
-    def _store_new(self, fresh: builtins.list[MemoryRecord]) -> None:
-        """Embed, store and record ADD events for new records; all or nothing."""
+    def _store_new(self, fresh: builtins.list[MemoryRecord]) -> builtins.list[MemoryRecord]:
+        """Embed, store and record ADD events for new records; all or nothing. Returns the records as
+        stored (with the backend's own ids and times when it assigns them)."""
         if not fresh:
-            return
+            return []
         for record, vector in zip(fresh, self._embed([r.text for r in fresh]), strict=True):
             record.vector = vector
-        self._call(self.backend.add, fresh)
-        events = [self._event(r.id, EventKind.ADD, r.scope, new_text=r.text, new_metadata=r.metadata) for r in fresh]
+        returned = self._call(self.backend.add, fresh)
+        stored = fresh if returned is None else builtins.list(returned)
+        if len(stored) != len(fresh):
+            raise BackendUnavailable(f"{self.name} stored {len(stored)} records for {len(fresh)} given")
+        events = [self._event(r.id, EventKind.ADD, r.scope, new_text=r.text, new_metadata=r.metadata) for r in stored]
         try:
             self._record(events)
         except MemdockError:  # no memory without its ADD event
-            self._call(self.backend.delete, [r.id for r in fresh])
+            self._call(self.backend.delete, [r.id for r in stored])
             raise
+        return stored
 
     def _iterate(self, scope: Scope, where: Filter | None) -> Iterator[MemoryRecord]:
         cursor: str | None = None

@@ -26,7 +26,7 @@ from memdock.errors import (
     Unsupported,
 )
 from memdock.filters import Filter
-from memdock.models import EventKind, Scope, SearchHit
+from memdock.models import EventKind, MemoryRecord, Scope, SearchHit
 from memdock.validation import MAX_TEXT_BYTES
 
 
@@ -628,6 +628,37 @@ def test_history_on_a_backend_without_history_is_unsupported() -> None:
     [added] = mem.add("no history here", user_id="u1")
     with pytest.raises(Unsupported):
         mem.history(added.record.id)
+
+
+class NoTTLBackend(ReferenceBackend):
+    capabilities = CAPABILITIES - {Capability.TTL}
+
+
+def test_expires_at_on_a_backend_without_ttl_is_refused_and_stores_nothing() -> None:
+    embedder = make_test_embedder()
+    mem = Memory(NoTTLBackend(ReferenceSettings(), embedder), embedder)
+    with pytest.raises(Unsupported, match="expires_at"):
+        mem.add("would never expire", user_id="u1", expires_at=datetime.now(UTC) + timedelta(days=1))
+    assert mem.count(user_id="u1") == 0
+
+
+class ServerAssignedIdsBackend(ReferenceBackend):
+    """A store that assigns its own ids and creation times, as a remote service does."""
+
+    def add(self, records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
+        stored = [r.model_copy(update={"id": f"srv-{r.hash[:12]}"}) for r in records]
+        super().add(stored)
+        return stored
+
+
+def test_ids_assigned_by_the_backend_are_what_add_reports_and_history_records() -> None:
+    embedder = make_test_embedder()
+    mem = Memory(ServerAssignedIdsBackend(ReferenceSettings(), embedder), embedder)
+    results = mem.add([{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}], user_id="u1")
+    ids = [r.record.id for r in results]
+    assert all(i.startswith("srv-") for i in ids)
+    assert [mem.get(i).text for i in ids] == ["one", "two"]
+    assert [e.event for e in mem.history(ids[0])] == [EventKind.ADD]
 
 
 # -- URLs and shared stores ------------------------------------------------------------------------------

@@ -12,4 +12,5 @@ from memdock.conformance.checks import (  # noqa: F401
     persistence,
     scope,
     search,
+    ttl,
 )

@@ -26,7 +26,8 @@ def check_add_then_get_returns_the_same_memory(ctx: CheckContext) -> None:
 def check_ids_are_generated_unique_and_kept(ctx: CheckContext) -> None:
     """Each add gets a fresh id, and the id does not change on update.
 
-    Troubleshooting: store the id `Memory` stamps on the record; never generate your own in `add`/`update`.
+    Troubleshooting: store the id `Memory` stamps on the record (or, if your store assigns ids, return the
+    stored records from `Backend.add`); never change an id in `update`.
     """
     ids = [ctx.memory.add(f"fact {n}", user_id=ctx.user)[0].record.id for n in range(5)]
     assert len(set(ids)) == 5, ids
