@@ -12,6 +12,7 @@ from memdock.errors import (
     EmbedderMismatch,
     InvalidFilter,
     InvalidInput,
+    MalformedResponse,
     MemdockError,
     MemoryNotFound,
     ScopeRequired,
@@ -26,7 +27,7 @@ open = Memory.open
 __all__ = [
     "And", "AuthenticationFailed", "Backend", "BackendSettings", "BackendSpec", "BackendURL",
     "BackendUnavailable", "Capability", "Comparison", "Embedder", "EmbedderMismatch", "EmbedderSpec",
-    "EventKind", "Exists", "Filter", "HistoryEvent", "InvalidFilter", "InvalidInput", "MemdockError",
-    "Memory", "MemoryNotFound", "MemoryRecord", "Not", "Or", "Page", "Scope", "ScopeRequired",
+    "EventKind", "Exists", "Filter", "HistoryEvent", "InvalidFilter", "InvalidInput", "MalformedResponse",
+    "MemdockError", "Memory", "MemoryNotFound", "MemoryRecord", "Not", "Or", "Page", "Scope", "ScopeRequired",
     "SearchHit", "Unsupported", "WriteResult", "evaluate", "open", "parse_mem0_filter",
 ]

@@ -103,7 +103,9 @@ class BackendSpec:
     """How a plugin registers a backend.
 
     `factory(settings, embedder)` opens it; `embedder` is None when the backend declares
-    `SERVER_SIDE_EMBEDDING`.
+    `SERVER_SIDE_EMBEDDING`. `namespace_param` names the URL query parameter that selects an isolated
+    namespace (a collection or table) in one store; None when the backend has no namespaces (records are
+    then kept apart by their scope ids alone), which the conformance kit respects.
     """
 
     name: str
@@ -112,6 +114,7 @@ class BackendSpec:
     factory: Callable[[Any, Embedder | None], Backend]
     capabilities: frozenset[Capability]
     description: str = ""
+    namespace_param: str | None = "collection"
 
 
 class Backend(ABC):

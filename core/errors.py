@@ -46,6 +46,17 @@ class BackendUnavailable(MemdockError):
     """The backend could not be reached or failed transiently. Retrying later may succeed."""
 
 
+class MalformedResponse(BackendUnavailable):
+    """A remote backend answered with something its protocol does not allow. `dialect` names the protocol
+    and `field` the offending part of the answer."""
+
+    def __init__(self, message: str, *, dialect: str, field: str | None = None) -> None:
+        where = f"{dialect}: {field}" if field else dialect
+        super().__init__(f"malformed response ({where}): {message}")
+        self.dialect = dialect
+        self.field = field
+
+
 class AuthenticationFailed(MemdockError):
     """The backend refused the credentials it was given."""
 

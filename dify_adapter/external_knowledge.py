@@ -1,0 +1,343 @@
+"""Dify's External Knowledge API without a web framework, shared by ``memdock serve`` and the Dify
+plugin's endpoint: parse the request, check the Bearer key, map ``knowledge_id`` to a scope, translate
+``metadata_condition`` into a core `Filter`, search, and shape the answer (see shared/reference/dify.md).
+
+Errors are `RetrievalError` carrying Dify's ``error_code`` and the HTTP status to answer with:
+1001 malformed Authorization header (403), 1002 authorization failed (403), 2001 unknown knowledge id
+(404); memdock adds 400 for a malformed body and 503 when the backend is unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from memdock.dify_adapter.auth import ApiKey, KeyRing
+from memdock.errors import AuthenticationFailed, BackendUnavailable, InvalidInput, Unsupported
+from memdock.filters import And, Comparison, Exists, Filter, Not, Or, coerce_filter, comparison
+from memdock.memory import Memory
+from memdock.models import SCOPE_FIELDS, Scope, SearchHit
+from memdock.validation import MAX_LIMIT, make_scope
+
+MALFORMED_AUTH = 1001
+AUTH_FAILED = 1002
+UNKNOWN_KNOWLEDGE = 2001
+BAD_REQUEST = 400
+UNAVAILABLE = 503
+TITLE_CHARS = 60
+
+
+class RetrievalError(Exception):
+    """An error answer: HTTP `status` with body ``{"error_code": code, "error_msg": message}``."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body Dify expects."""
+        return {"error_code": self.code, "error_msg": self.message}
+
+
+# -- the request ---------------------------------------------------------------------------------------
+
+
+class RetrievalSetting(BaseModel):
+    """``top_k`` results at most, none scoring below ``score_threshold`` (0 = no threshold)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    top_k: int = Field(ge=1, le=MAX_LIMIT)
+    score_threshold: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class Condition(BaseModel):
+    """One metadata condition. Older Dify versions send ``name`` as a list (any of the names)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | list[str]
+    comparison_operator: str
+    value: str | int | float | bool | list[str | int | float] | None = None
+
+
+class MetadataCondition(BaseModel):
+    """Conditions joined by ``and`` (the default) or ``or``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    logical_operator: Literal["and", "or"] = "and"
+    conditions: list[Condition] = Field(default_factory=list)
+
+    @field_validator("logical_operator", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class RetrievalRequest(BaseModel):
+    """The body Dify POSTs to ``{base}/retrieval``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    knowledge_id: str = Field(min_length=1)
+    query: str = Field(min_length=1)
+    retrieval_setting: RetrievalSetting
+    metadata_condition: MetadataCondition | None = None
+
+
+def parse_request(raw: bytes | str | None) -> RetrievalRequest:
+    """Parse a request body; `RetrievalError` 400 names the offending field. An empty body (Dify's
+    registration check) is a 400 too, which Dify counts as a reachable endpoint."""
+    if raw is None or not raw.strip():
+        raise RetrievalError(400, BAD_REQUEST, "empty request body (expected knowledge_id, query, retrieval_setting)")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RetrievalError(400, BAD_REQUEST, f"body is not JSON: {exc}") from None
+    try:
+        return RetrievalRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise RetrievalError(400, BAD_REQUEST, f"{where}: {first['msg']}") from None
+
+
+# -- auth ----------------------------------------------------------------------------------------------
+
+
+def authorize(header: str | None, keys: KeyRing) -> ApiKey | None:
+    """Check ``Authorization: Bearer <key>``. Returns the matching key, or None when the key ring is
+    empty (an open server). Raises `RetrievalError` 1001 for a missing or malformed header, 1002 for a
+    key that is not in the ring."""
+    if keys.is_open():
+        return None
+    scheme, _, token = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise RetrievalError(403, MALFORMED_AUTH, "Invalid Authorization header format. Expected 'Bearer <api-key>'.")
+    key = keys.authenticate(token.strip())
+    if key is None:
+        raise RetrievalError(403, AUTH_FAILED, "Authorization failed")
+    return key
+
+
+# -- knowledge ids ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KnowledgeTarget:
+    """Where a knowledge id reads: a scope and an optional filter applied to every query."""
+
+    scope: Scope
+    filter: Filter | None = None
+    explicit: bool = False
+
+
+class KnowledgeMap:
+    """Maps Dify's free-text ``knowledge_id`` to a scope.
+
+    Explicit entries (``{"kb-support": {"scope": {"agent_id": "support"}, "filter": {...}}}``) win. Other
+    ids map to ``{default_field: knowledge_id}`` (default ``user_id``); with ``default_field=None`` only
+    explicit ids exist. A default-mapped id with no memories at all is reported as unknown (2001).
+    """
+
+    def __init__(self, entries: Mapping[str, KnowledgeTarget] | None = None, default_field: str | None = "user_id"):
+        if default_field is not None and default_field not in SCOPE_FIELDS:
+            raise InvalidInput(f"must be one of {', '.join(SCOPE_FIELDS)} or none", field="knowledge_default")
+        self.entries = dict(entries or {})
+        self.default_field = default_field
+
+    @classmethod
+    def from_json(cls, data: Any, default_field: str | None = "user_id") -> KnowledgeMap:
+        """Build from ``{knowledge_id: {"scope": {...}, "filter": {...}?}}``; `InvalidInput` names the entry."""
+        if not isinstance(data, Mapping):
+            raise InvalidInput("must be a JSON object of knowledge ids", field="knowledge_map")
+        entries: dict[str, KnowledgeTarget] = {}
+        for knowledge_id, spec in data.items():
+            where = f"knowledge_map.{knowledge_id}"
+            if not isinstance(spec, Mapping) or not isinstance(spec.get("scope"), Mapping):
+                raise InvalidInput('needs {"scope": {"user_id": ...}}', field=where)
+            unknown = set(spec) - {"scope", "filter"}
+            if unknown:
+                raise InvalidInput(f"unknown keys {sorted(unknown)}", field=where)
+            scope = make_scope(None, dict(spec["scope"]), required=True)
+            entries[str(knowledge_id)] = KnowledgeTarget(scope, coerce_filter(spec.get("filter")), explicit=True)
+        return cls(entries, default_field)
+
+    @classmethod
+    def from_file(cls, path: str | Path, default_field: str | None = "user_id") -> KnowledgeMap:
+        """Read `from_json` data from a JSON file."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"cannot read {path}: {exc}", field="knowledge_map") from None
+        return cls.from_json(data, default_field)
+
+    def resolve(self, knowledge_id: str) -> KnowledgeTarget | None:
+        """The target of a knowledge id, or None when it names nothing."""
+        if knowledge_id in self.entries:
+            return self.entries[knowledge_id]
+        if self.default_field is None:
+            return None
+        try:
+            return KnowledgeTarget(make_scope(None, {self.default_field: knowledge_id}, required=True))
+        except InvalidInput:
+            return None
+
+
+# -- metadata_condition -> Filter ------------------------------------------------------------------------
+
+
+def metadata_condition_to_filter(condition: MetadataCondition | None) -> Filter | None:
+    """The core `Filter` for Dify's conditions (None when there are none). `InvalidInput` (field
+    ``metadata_condition.conditions[i]``) for an unknown operator or a value of the wrong kind."""
+    if condition is None or not condition.conditions:
+        return None
+    items = []
+    for index, item in enumerate(condition.conditions):
+        try:
+            items.append(condition_to_filter(item))
+        except InvalidInput as exc:
+            raise InvalidInput(str(exc), field=f"metadata_condition.conditions[{index}]") from None
+    if len(items) == 1:
+        return items[0]
+    return And(tuple(items)) if condition.logical_operator == "and" else Or(tuple(items))
+
+
+def condition_to_filter(condition: Condition) -> Filter:
+    """One condition; a list of names means any of them."""
+    names = [condition.name] if isinstance(condition.name, str) else list(condition.name)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise InvalidInput("name must be a non-empty string", field="name")
+    parts = [_one(name, condition.comparison_operator.strip(), condition.value) for name in names]
+    return parts[0] if len(parts) == 1 else Or(tuple(parts))
+
+
+LESS_THAN_AS_DIFY_SPELLS_IT = "\u2039"  # Dify's code writes "<" as this angle quotation mark in one place
+_ORDERING = {">": "gt", "<": "lt", LESS_THAN_AS_DIFY_SPELLS_IT: "lt", "≥": "gte", ">=": "gte", "≤": "lte", "<=": "lte"}
+
+
+def _one(name: str, op: str, value: Any) -> Filter:
+    if op == "empty":
+        return _empty(name)
+    if op == "not empty":
+        return Not(_empty(name))
+    if value is None:
+        raise InvalidInput(f"operator {op!r} needs a value", field="value")
+    if op in ("contains", "not contains", "start with", "end with"):
+        text = _text(value, op)
+        core = {"contains": "contains", "not contains": "contains", "start with": "startswith", "end with": "endswith"}
+        built = comparison(name, core[op], text)
+        return Not(built) if op == "not contains" else built
+    if op in ("is", "is not"):
+        return comparison(name, "eq" if op == "is" else "ne", value)
+    if op in ("in", "not in"):
+        values = value if isinstance(value, list) else [v.strip() for v in str(value).split(",") if v.strip()]
+        return comparison(name, "in" if op == "in" else "nin", values)
+    if op in ("=", "≠", "!="):
+        return comparison(name, "eq" if op == "=" else "ne", _number(value, op))
+    if op in _ORDERING:
+        return comparison(name, _ORDERING[op], _number(value, op))
+    if op in ("before", "after"):
+        return comparison(name, "lt" if op == "before" else "gt", _timestamp(value, op))
+    raise InvalidInput(f"unknown comparison_operator {op!r}", field="comparison_operator")
+
+
+def _empty(name: str) -> Filter:
+    """Missing, null, an empty string or an empty list."""
+    return Or((
+        Not(Exists(name)), Comparison(name, "eq", None), Comparison(name, "eq", ""), Comparison(name, "eq", []),
+    ))
+
+
+def _text(value: Any, op: str) -> str:
+    if isinstance(value, bool | list):
+        raise InvalidInput(f"operator {op!r} needs a string", field="value")
+    return str(value)
+
+
+def _number(value: Any, op: str) -> int | float:
+    if isinstance(value, bool):
+        raise InvalidInput(f"operator {op!r} needs a number", field="value")
+    number: int | float
+    if isinstance(value, int | float):
+        number = value
+    else:
+        text = str(value).strip()
+        try:
+            number = int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                raise InvalidInput(f"operator {op!r} needs a number, got {value!r}", field="value") from None
+    if not math.isfinite(number):
+        raise InvalidInput(f"operator {op!r} needs a finite number", field="value")
+    return number
+
+
+def _timestamp(value: Any, op: str) -> int | float:
+    """Dify stores time metadata as Unix seconds; an ISO-8601 value is converted (naive means UTC)."""
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return _number(value, op)
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return _number(value, op)
+
+
+# -- the answer ------------------------------------------------------------------------------------------
+
+
+def retrieve(memory: Memory, request: RetrievalRequest, knowledge: KnowledgeMap, key: ApiKey | None) -> dict[str, Any]:
+    """Answer a retrieval request: ``{"records": [...]}``, best first. Raises `RetrievalError`."""
+    target = knowledge.resolve(request.knowledge_id)
+    if target is None or (key is not None and not key.allows_knowledge(request.knowledge_id, target.scope)):
+        raise RetrievalError(404, UNKNOWN_KNOWLEDGE, "The knowledge does not exist")
+    try:
+        conditions = metadata_condition_to_filter(request.metadata_condition)
+        where = _both(target.filter, conditions)
+        threshold = request.retrieval_setting.score_threshold or None
+        hits = memory.search(request.query, scope=target.scope, filter=where, limit=request.retrieval_setting.top_k,
+                             threshold=threshold)
+        if not hits and not target.explicit and memory.count(scope=target.scope) == 0:
+            raise RetrievalError(404, UNKNOWN_KNOWLEDGE, "The knowledge does not exist")
+    except InvalidInput as exc:
+        raise RetrievalError(400, BAD_REQUEST, str(exc)) from None
+    except Unsupported as exc:
+        raise RetrievalError(400, BAD_REQUEST, str(exc)) from None
+    except (BackendUnavailable, AuthenticationFailed) as exc:
+        raise RetrievalError(503, UNAVAILABLE, f"memory backend unavailable: {type(exc).__name__}") from exc
+    return {"records": [hit_to_record(hit) for hit in hits]}
+
+
+def _both(first: Filter | None, second: Filter | None) -> Filter | None:
+    if first is None or second is None:
+        return first or second
+    return And((first, second))
+
+
+def hit_to_record(hit: SearchHit) -> dict[str, Any]:
+    """One Dify record: ``content``, ``score``, ``title`` and ``metadata`` (always an object)."""
+    record = hit.record
+    title = record.metadata.get("title")
+    if not isinstance(title, str) or not title.strip():
+        first_line = record.text.strip().splitlines()[0] if record.text.strip() else record.id
+        title = first_line if len(first_line) <= TITLE_CHARS else first_line[: TITLE_CHARS - 1] + "…"
+    metadata = {
+        **record.metadata,
+        "memory_id": record.id,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+    }
+    return {"content": record.text, "score": hit.score, "title": title, "metadata": metadata}
