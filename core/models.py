@@ -41,8 +41,8 @@ class Scope(BaseModel):
             raise ValueError("must not be empty")
         if len(value) > MAX_SCOPE_ID_CHARS:
             raise ValueError(f"must be at most {MAX_SCOPE_ID_CHARS} characters")
-        if any(ord(ch) < 32 for ch in value):
-            raise ValueError("must not contain control characters")
+        if any(ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+            raise ValueError("must not contain control characters or lone surrogates")
         return value
 
     def is_empty(self) -> bool:

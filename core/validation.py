@@ -40,14 +40,26 @@ def make_scope(scope: Scope | None, ids: Mapping[str, Any], *, required: bool) -
 
 
 def check_text(text: Any, field: str = "text") -> str:
-    """A non-blank string of at most `MAX_TEXT_BYTES` UTF-8 bytes."""
+    """A non-blank string of at most `MAX_TEXT_BYTES` UTF-8 bytes, storable everywhere (`check_storable`)."""
     if not isinstance(text, str):
         raise InvalidInput(f"must be a string, got {type(text).__name__}", field=field)
     if not text.strip():
         raise InvalidInput("must not be empty", field=field)
-    if len(text.encode("utf-8", errors="surrogatepass")) > MAX_TEXT_BYTES:
+    check_storable(text, field)
+    if len(text.encode("utf-8")) > MAX_TEXT_BYTES:
         raise InvalidInput(f"must be at most {MAX_TEXT_BYTES} bytes", field=field)
     return text
+
+
+def check_storable(text: str, field: str) -> None:
+    """Refuse what some stores cannot keep: NUL characters (PostgreSQL text and jsonb) and lone
+    surrogates (not encodable as UTF-8). Refusing them in the core keeps every backend alike."""
+    if "\x00" in text:
+        raise InvalidInput("must not contain NUL characters", field=field)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("must be valid Unicode (no lone surrogates)", field=field) from None
 
 
 def text_hash(text: str) -> str:
@@ -74,7 +86,10 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
 
 
 def _check_json(value: Any, path: str) -> None:
-    if value is None or isinstance(value, str | bool | int):
+    if isinstance(value, str):
+        check_storable(value, path)
+        return
+    if value is None or isinstance(value, bool | int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -84,6 +99,7 @@ def _check_json(value: Any, path: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInput("object keys must be strings", field=path)
+            check_storable(key, path)
             _check_json(item, f"{path}.{key}")
         return
     if isinstance(value, list | tuple):
