@@ -306,6 +306,16 @@ class ChromaBackend(Backend):
         """Number of live records in scope matching the filter."""
         return len(self._candidates(scope, where))
 
+    def reset(self) -> None:
+        """Delete every record and history event of this collection, in batches."""
+        with self._lock:
+            for collection in (self._collection, self._history):
+                while True:
+                    ids = self._guard(lambda c=collection: c.get(limit=_BATCH, include=[])["ids"])
+                    if not ids:
+                        break
+                    self._guard(lambda c=collection, i=ids: c.delete(ids=i))
+
     def record_history(self, events: Sequence[HistoryEvent]) -> None:
         """Append events to the companion collection."""
         if not events:

@@ -138,6 +138,12 @@ class ReferenceBackend(Backend):
         """Number of live records in scope matching the filter."""
         return len(self._visible(scope, where))
 
+    def reset(self) -> None:
+        """Forget every record and event of this store."""
+        with self._store.lock:
+            self._store.records.clear()
+            self._store.history.clear()
+
     def record_history(self, events: Sequence[HistoryEvent]) -> None:
         """Append events."""
         with self._store.lock:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
-from memdock.errors import InvalidInput
+from memdock.errors import InvalidInput, Unsupported
 from memdock.filters import Filter
 from memdock.models import HistoryEvent, MemoryRecord, Page, Scope, SearchHit, utcnow
 
@@ -179,6 +179,11 @@ class Backend(ABC):
     def history(self, memory_id: str) -> builtins.list[HistoryEvent]:
         """Events of one memory, oldest first. Backends without `HISTORY` return an empty list."""
         return []
+
+    def reset(self) -> None:
+        """Delete every record and every history event of every scope in this namespace. Optional:
+        the default raises `Unsupported`."""
+        raise Unsupported(f"{type(self).__name__} cannot delete everything at once")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources. The backend is not used afterwards."""

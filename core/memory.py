@@ -194,6 +194,12 @@ class Memory:
                                           old_metadata=r.metadata) for r in chunk])
             return len(doomed)
 
+    def reset(self) -> None:
+        """Delete every memory of EVERY scope, and their history. `Unsupported` when the backend cannot.
+        Meant for administrators and tests; callers expose it only behind an explicit opt-in."""
+        with self._write_lock:
+            self._call(self.backend.reset)
+
     # -- reads ----------------------------------------------------------------------------------------
 
     def get(self, memory_id: str, *, scope: Scope | None = None) -> MemoryRecord:

@@ -11,7 +11,7 @@ import pytest
 from chroma_server import chroma_server, free_port
 
 import memdock
-from memdock import BackendUnavailable, EmbedderMismatch, InvalidFilter, InvalidInput, Memory
+from memdock import BackendUnavailable, EmbedderMismatch, InvalidFilter, InvalidInput, Memory, MemoryNotFound
 from memdock.embedders.hashing import HashEmbedder
 
 DATASET: list[tuple[str, dict[str, Any]]] = [
@@ -117,6 +117,15 @@ def test_dedup_update_history_and_pagination(memory: Memory) -> None:
             break
         page = memory.list(user_id="p", limit=3, cursor=page.next_cursor)
     assert len(seen) == len(set(seen)) == 7
+
+
+def test_reset_empties_records_and_history_beyond_one_batch(memory: Memory) -> None:
+    results = memory.add([{"role": "user", "content": f"fact number {n}"} for n in range(1100)], user_id="u1")
+    memory.add("other user's fact", user_id="u2")
+    memory.reset()
+    assert memory.count(user_id="u1") == 0 and memory.count(user_id="u2") == 0
+    with pytest.raises(MemoryNotFound):
+        memory.history(results[0].record.id)
 
 
 def test_data_persists_when_the_url_is_opened_again(url: str) -> None:

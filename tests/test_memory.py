@@ -763,3 +763,13 @@ def test_add_whose_history_write_fails_leaves_nothing_stored() -> None:
     with pytest.raises(BackendUnavailable):
         memory.add([{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}], user_id="u1")
     assert memory.count(user_id="u1") == 0
+
+
+def test_reset_deletes_every_scope_and_its_history(mem: Memory) -> None:
+    [first] = mem.add("fact of u1", user_id="u1")
+    mem.add("fact of u2", user_id="u2", metadata={"k": 1})
+    mem.reset()
+    assert mem.count(user_id="u1") == 0 and mem.count(user_id="u2") == 0
+    with pytest.raises(MemoryNotFound):
+        mem.history(first.record.id)
+    assert mem.add("fact of u1", user_id="u1")[0].event is EventKind.ADD
