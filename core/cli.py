@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from memdock.dify_adapter.serve import add_arguments as serve_arguments
 from memdock.errors import InvalidInput, MemdockError
 from memdock.memory import Memory
 from memdock.models import HistoryEvent, MemoryRecord, Scope, SearchHit, WriteResult
@@ -50,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("backends", _backends, "list backends and embedders, or print a backend's settings schema")
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--schema", metavar="NAME", help="print the JSON schema of this backend's settings")
+
+    sub = command("serve", _serve, "serve the backend over HTTP: native API, Dify External Knowledge, mem0 APIs")
+    serve_arguments(sub)
 
     sub = command("conformance", _conformance, "run the conformance kit against a backend URL")
     sub.add_argument("target_url", metavar="URL")
@@ -169,6 +173,12 @@ def _backends(args: argparse.Namespace) -> int:
         print(f"{row['name']:<12} {schemes:<28} {row['description']}")
     print("embedders: " + ", ".join(e["name"] for e in embedders))
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from memdock.dify_adapter.serve import run  # FastAPI and uvicorn are only imported when serving
+
+    return run(args)
 
 
 def _conformance(args: argparse.Namespace) -> int:

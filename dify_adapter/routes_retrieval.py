@@ -1,0 +1,43 @@
+"""Dify's External Knowledge API: ``POST /retrieval`` (see `memdock.dify_adapter.external_knowledge`,
+which the Dify plugin's endpoint shares). Dify counts any non-200 as "no records", so every error is
+also logged here (request id, error code; never the key or the query)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+
+from memdock.dify_adapter.external_knowledge import RetrievalError, authorize, parse_request, retrieve
+
+log = logging.getLogger("memdock.retrieval")
+
+
+def retrieval_router() -> APIRouter:
+    """The ``/retrieval`` route."""
+    router = APIRouter(tags=["Dify External Knowledge API"])
+
+    @router.post(
+        "/retrieval",
+        summary="Dify External Knowledge retrieval",
+        description="Body: {knowledge_id, query, retrieval_setting: {top_k, score_threshold}, metadata_condition?}. "
+        "Errors: {error_code, error_msg}: 1001 malformed Authorization header (403), 1002 authorization "
+        "failed (403), 2001 unknown knowledge id (404), 400 malformed body, 503 backend unavailable.",
+    )
+    async def retrieval(request: Request) -> Response:
+        config = request.app.state.config
+        try:
+            key = authorize(request.headers.get("authorization"), config.keys)
+            if key is not None:
+                request.state.key_label = key.label
+            body = parse_request(await request.body())
+            answer = await run_in_threadpool(retrieve, request.app.state.memory, body, config.knowledge, key)
+        except RetrievalError as exc:
+            log.warning("retrieval failed: request_id=%s status=%s error_code=%s %s",
+                        request.state.request_id, exc.status, exc.code, exc.message)
+            return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(answer)
+
+    return router
