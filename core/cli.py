@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("serve", _serve, "serve the backend over HTTP: native API, Dify External Knowledge, mem0 APIs")
     serve_arguments(sub)
 
+    sub = command("openapi", _openapi, "print the server's OpenAPI document (JSON)")
+    sub.add_argument("-o", "--output", help="write it to this file instead of stdout")
+
     sub = command("conformance", _conformance, "run the conformance kit against a backend URL")
     sub.add_argument("target_url", metavar="URL")
     sub.add_argument("--json", action="store_true")
@@ -179,6 +182,19 @@ def _serve(args: argparse.Namespace) -> int:
     from memdock.dify_adapter.serve import run  # FastAPI and uvicorn are only imported when serving
 
     return run(args)
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    from memdock.dify_adapter.app import create_app
+
+    with Memory.open("memory://?embedder=hash") as memory:
+        document = json.dumps(create_app(memory).openapi(), indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(document)
+    else:
+        print(document, end="")
+    return 0
 
 
 def _conformance(args: argparse.Namespace) -> int:
