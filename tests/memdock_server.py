@@ -18,9 +18,12 @@ from chroma_server import free_port
 
 @contextmanager
 def memdock_server(
-    backend_url: str, *extra_args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+    backend_url: str, *extra_args: str, env: dict[str, str] | None = None, timeout: float = 60.0,
+    default_url: bool = False,
 ) -> Iterator[str]:
-    """Run ``memdock --url BACKEND serve --port PORT ...``; yields ``http://127.0.0.1:PORT``.
+    """Run ``memdock --url BACKEND serve --port PORT ...``; yields ``http://127.0.0.1:PORT``. With
+    `default_url`, no ``--url`` is passed (the server opens ``MEMDOCK_URL`` or the embedded default).
+    `env` is the whole environment of the server (default: this process's).
 
     The server's stderr (startup line and access log) is kept in a temporary file, readable through
     `server_log(base_url)` while the server runs.
@@ -30,8 +33,8 @@ def memdock_server(
     log_path = Path(tempfile.mkdtemp(prefix="memdock-serve-")) / "server.log"
     log = log_path.open("w")
     process = subprocess.Popen(
-        [exe, "--url", backend_url, "serve", "--port", str(port), *extra_args],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        [exe, *([] if default_url else ["--url", backend_url]), "serve", "--port", str(port), *extra_args],
+        stdout=log, stderr=subprocess.STDOUT, env=env if env is not None else dict(os.environ),
     )
     base = f"http://127.0.0.1:{port}"
     _logs[base] = log_path
