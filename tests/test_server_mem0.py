@@ -276,3 +276,34 @@ def test_u2_never_sees_u1s_memories_through_any_route(tmp_path: Path) -> None:
         assert as_u1.get("/v1/count", params={"user_id": "u1"}).json() == {"count": 3}
         assert {m["text"] for m in as_u1.get("/v1/memories", params={"user_id": "u1"}).json()["items"]} == {
             secret, secret + "!", secret + "!!"}
+
+
+def test_mount_points_are_configurable() -> None:
+    with memdock_server("memory://mounts?embedder=hash", "--mount", "mem0-server=/",
+                        "--mount", "mem0ai-api=/legacy/mem0", "--mount", "native=off") as base:
+        added = httpx.post(f"{base}/memories", json={"user_id": "m", "messages": [{"role": "user", "content": "hi"}]})
+        assert added.status_code == 200 and added.json()["results"][0]["memory"] == "hi"
+        assert httpx.get(f"{base}/legacy/mem0/retrieve", params={"user_id": "m"}).json()["data"]["results"]
+        assert httpx.get(f"{base}/mem0ai-api/authorized").status_code == 404
+        assert httpx.get(f"{base}/v1/count", params={"user_id": "m"}).status_code == 404
+        assert httpx.get(f"{base}/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("spec", ["mem0-server", "nope=/x", "native=v1", "native=/v1/", "mem0-server=/a b"])
+def test_bad_mount_specs_are_refused_by_name(spec: str) -> None:
+    from memdock.dify_adapter.server_config import DEFAULT_MOUNTS, parse_mount
+    from memdock.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as info:
+        parse_mount(spec, dict(DEFAULT_MOUNTS))
+    assert info.value.field == "mount"
+
+
+def test_the_two_mem0_dialects_cannot_share_a_mount() -> None:
+    from memdock.dify_adapter.app import create_app
+    from memdock.dify_adapter.server_config import ServerConfig
+    from memdock.errors import InvalidInput
+    from memdock.memory import Memory
+
+    with Memory.open("memory://?embedder=hash") as memory, pytest.raises(InvalidInput):
+        create_app(memory, ServerConfig(mounts={"mem0-server": "", "mem0ai-api": ""}))
