@@ -137,8 +137,9 @@ class Memory:
     ) -> WriteResult:
         """Replace the text (re-embedding it) and/or the metadata of a memory.
 
-        Raises `MemoryNotFound` when the id does not exist (or lies outside `scope`); returns event
-        NONE when nothing changes."""
+        Raises `MemoryNotFound` when the id does not exist (or lies outside `scope`), and `InvalidInput`
+        (field ``text``) when another memory of the same scope already holds the new text (a text is
+        stored once per scope); returns event NONE when nothing changes."""
         if text is None and metadata is None:
             raise InvalidInput("give text, metadata or both", field="text")
         new_text = check_text(text) if text is not None else None
@@ -148,6 +149,9 @@ class Memory:
             changed = record.model_copy(deep=True)
             if new_text is not None and new_text != record.text:
                 changed.text, changed.hash = new_text, text_hash(new_text)
+                holder = self._call(self.backend.find_by_hash, record.scope, changed.hash)
+                if holder is not None and holder.id != record.id:
+                    raise InvalidInput(f"memory {holder.id} in this scope already holds this text", field="text")
                 changed.vector = self._embed([new_text])[0]
             if new_metadata is not None:
                 changed.metadata = new_metadata

@@ -6,7 +6,7 @@ import copy
 
 from memdock.conformance.context import CheckContext
 from memdock.conformance.registry import check
-from memdock.errors import MemoryNotFound
+from memdock.errors import InvalidInput, MemoryNotFound
 from memdock.models import EventKind
 
 
@@ -132,3 +132,24 @@ def check_duplicate_messages_in_one_batch_are_stored_once(ctx: CheckContext) -> 
     )
     assert [r.event for r in results] == [EventKind.ADD, EventKind.NONE], results
     assert ctx.memory.count(user_id=ctx.user) == 1
+
+
+@check("dedup")
+def check_update_to_a_text_the_scope_already_holds_is_refused(ctx: CheckContext) -> None:
+    """Updating a memory to the text another memory of its scope holds raises InvalidInput (field text)
+    and changes nothing; the same text in another scope is fine.
+
+    Troubleshooting: `Memory.update` asks `find_by_hash` for the new text first; a database uniqueness rule
+    on (scope, hash) must answer the same way if two writers race.
+    """
+    first = ctx.memory.add("likes tea", user_id=ctx.user)[0].record
+    second = ctx.memory.add("likes coffee", user_id=ctx.user)[0].record
+    elsewhere = ctx.memory.add("likes cocoa", user_id=ctx.other)[0].record
+    try:
+        ctx.memory.update(second.id, text="likes tea")
+        raise AssertionError("update to a duplicate text was accepted")
+    except InvalidInput as exc:
+        assert exc.field == "text", exc.field
+    assert ctx.memory.get(second.id).text == "likes coffee"
+    assert ctx.memory.update(elsewhere.id, text="likes tea").record.text == "likes tea"
+    assert ctx.memory.get(first.id).text == "likes tea"

@@ -1,0 +1,252 @@
+"""Compiling memdock filters into parameterised PostgreSQL, with the reference evaluator's semantics.
+
+`compile_filter(expr)` returns two predicates over one row of a memdock table:
+
+- ``matches``: true exactly when `memdock.filters.evaluate` returns True (never NULL);
+- ``raises``: true exactly when `evaluate` would raise `InvalidFilter` on that row. That happens when an
+  ordering operator meets a stored value that is present but not a number, and only if evaluation
+  (left to right, short-circuiting in And/Or, as the reference does) reaches that comparison.
+
+Scope ids are columns; any other field is a top-level key of the ``metadata`` jsonb column. Field names
+and values only ever travel as parameters: nothing the caller sends is spliced into SQL text.
+
+`needs_python(expr)` says when SQL cannot reproduce the reference exactly (``icontains`` uses Python's
+``casefold``); the backend then evaluates the whole filter in Python over the scope.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from psycopg import sql
+from psycopg.abc import AdaptContext
+from psycopg.types.json import Jsonb
+
+from memdock.filters import ORDERING_OPS, And, Comparison, Exists, Filter, Not, Or
+from memdock.models import SCOPE_FIELDS
+
+TRUE = sql.SQL("TRUE")
+FALSE = sql.SQL("FALSE")
+_COMPARE = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """A boolean SQL expression; `constant` is set when it is known to be always TRUE or FALSE."""
+
+    sql: sql.Composable
+    constant: bool | None = None
+
+
+def const(value: bool) -> Predicate:
+    """The constant predicate TRUE or FALSE."""
+    return Predicate(TRUE if value else FALSE, value)
+
+
+def p_and(*items: Predicate) -> Predicate:
+    """Conjunction, folding constants."""
+    if any(i.constant is False for i in items):
+        return const(False)
+    rest = [i for i in items if i.constant is not True]
+    if not rest:
+        return const(True)
+    return rest[0] if len(rest) == 1 else Predicate(sql.SQL("({})").format(sql.SQL(" AND ").join(i.sql for i in rest)))
+
+
+def p_or(*items: Predicate) -> Predicate:
+    """Disjunction, folding constants."""
+    if any(i.constant is True for i in items):
+        return const(True)
+    rest = [i for i in items if i.constant is not False]
+    if not rest:
+        return const(False)
+    return rest[0] if len(rest) == 1 else Predicate(sql.SQL("({})").format(sql.SQL(" OR ").join(i.sql for i in rest)))
+
+
+def p_not(item: Predicate) -> Predicate:
+    """Negation (the operand must never be NULL)."""
+    if item.constant is not None:
+        return const(not item.constant)
+    return Predicate(sql.SQL("(NOT {})").format(item.sql))
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """`matches` and `raises` predicates of one filter (see the module docstring)."""
+
+    matches: Predicate
+    raises: Predicate
+
+
+def needs_python(expr: Filter) -> bool:
+    """True when the filter holds an operator SQL cannot evaluate exactly like the reference."""
+    if isinstance(expr, And | Or):
+        return any(needs_python(item) for item in expr.items)
+    if isinstance(expr, Not):
+        return needs_python(expr.item)
+    return isinstance(expr, Comparison) and expr.op == "icontains"
+
+
+def compile_filter(expr: Filter) -> Compiled:
+    """The `matches`/`raises` predicates of `expr` (call only when `needs_python(expr)` is False)."""
+    if isinstance(expr, Not):
+        inner = compile_filter(expr.item)
+        return Compiled(p_not(inner.matches), inner.raises)
+    if isinstance(expr, And | Or):
+        return _sequence(expr)
+    if isinstance(expr, Exists):
+        return Compiled(_present(expr.field), const(False))
+    return _comparison(expr)
+
+
+def _sequence(expr: And | Or) -> Compiled:
+    """And/Or evaluate items left to right and stop at the first False (And) or True (Or)."""
+    continues_past: list[Predicate] = []
+    raises: list[Predicate] = []
+    parts: list[Compiled] = [compile_filter(item) for item in expr.items]
+    for part in parts:
+        raises.append(p_and(*continues_past, part.raises))
+        goes_on = part.matches if isinstance(expr, And) else p_not(part.matches)
+        continues_past.append(p_and(goes_on, p_not(part.raises)))
+    matches = p_and(*(p.matches for p in parts)) if isinstance(expr, And) else p_or(*(p.matches for p in parts))
+    return Compiled(matches, p_or(*raises))
+
+
+def _is_scope(field: str) -> bool:
+    return field in SCOPE_FIELDS
+
+
+def _column(field: str) -> sql.Composable:
+    return sql.Identifier(field)
+
+
+def _present(field: str) -> Predicate:
+    if _is_scope(field):
+        return Predicate(sql.SQL("({} IS NOT NULL)").format(_column(field)))
+    return Predicate(_bind(sql.SQL("(metadata ? %s)"), field))
+
+
+class Bound(sql.Composable):
+    """An SQL fragment with its own parameters, kept together so fragments compose in any order."""
+
+    def __init__(self, text: sql.Composable, params: list[Any]) -> None:
+        super().__init__(text)
+        self.text = text
+        self.params = params
+
+    def as_bytes(self, context: AdaptContext | None = None) -> bytes:
+        return self.text.as_bytes(context)
+
+
+def _bind(text: sql.Composable, *params: Any) -> sql.Composable:
+    return Bound(text, list(params))
+
+
+def params_of(fragment: sql.Composable) -> list[Any]:
+    """Every parameter of a composed fragment, in the order its placeholders appear."""
+    if isinstance(fragment, Bound):
+        return list(fragment.params)
+    if isinstance(fragment, sql.Composed):
+        out: list[Any] = []
+        for part in fragment:
+            out.extend(params_of(part))
+        return out
+    return []
+
+
+def _json(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=lambda v: json.dumps(v, ensure_ascii=False, allow_nan=False))
+
+
+def _numeric(value: int | float) -> Decimal:
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _comparison(expr: Comparison) -> Compiled:
+    field, op, operand = expr.field, expr.op, expr.value
+    if _is_scope(field):
+        return _scope_comparison(field, op, operand)
+    present = _present(field)
+    value = _bind(sql.SQL("(metadata -> %s)"), field)
+    text = _bind(sql.SQL("(metadata ->> %s)"), field)
+    kind = _bind(sql.SQL("jsonb_typeof(metadata -> %s)"), field)
+
+    def equal(item: Any) -> Predicate:
+        return Predicate(sql.SQL("COALESCE({} = {}, FALSE)").format(value, _bind(sql.SQL("%s"), _json(item))))
+
+    if op == "eq":
+        return Compiled(equal(operand), const(False))
+    if op == "ne":
+        return Compiled(p_not(equal(operand)), const(False))
+    if op in ("in", "nin"):
+        any_equal = p_or(*(equal(item) for item in operand))
+        return Compiled(any_equal if op == "in" else p_not(any_equal), const(False))
+    if op in ORDERING_OPS:
+        is_num = Predicate(sql.SQL("COALESCE({} = 'number', FALSE)").format(kind))
+        compare = Predicate(sql.SQL("COALESCE(CASE WHEN {} = 'number' THEN ({})::numeric {} {} END, FALSE)").format(
+            kind, text, sql.SQL(_COMPARE[op]), _bind(sql.SQL("%s::numeric"), _numeric(operand))))
+        return Compiled(compare, p_and(present, p_not(is_num)))
+    is_string = Predicate(sql.SQL("COALESCE({} = 'string', FALSE)").format(kind))
+    if op == "contains":
+        in_list = Predicate(sql.SQL(
+            "COALESCE({} = 'array' AND EXISTS (SELECT 1 FROM jsonb_array_elements({}) AS element "
+            "WHERE element = {}), FALSE)").format(kind, value, _bind(sql.SQL("%s"), _json(operand))))
+        if not isinstance(operand, str):
+            return Compiled(in_list, const(False))
+        substring = p_and(is_string, Predicate(sql.SQL("COALESCE(strpos({}, {}) > 0, FALSE)").format(
+            text, _bind(sql.SQL("%s"), operand))))
+        return Compiled(p_or(substring, in_list), const(False))
+    if op in ("startswith", "endswith"):
+        return Compiled(p_and(is_string, _affix(text, op, operand)), const(False))
+    raise ValueError(f"operator {op!r} is evaluated in Python")  # icontains: see needs_python
+
+
+def _affix(text: sql.Composable, op: str, operand: str) -> Predicate:
+    placeholder = _bind(sql.SQL("%s"), operand)
+    length = _bind(sql.SQL("char_length(%s)"), operand)
+    side = sql.SQL("left" if op == "startswith" else "right")
+    return Predicate(sql.SQL("COALESCE({}({}, {}) = {}, FALSE)").format(side, text, length, placeholder))
+
+
+def _scope_comparison(field: str, op: str, operand: Any) -> Compiled:
+    """Scope ids are text columns: present values are strings, so non-string operands never match."""
+    column = _column(field)
+    present = _present(field)
+
+    def equal(item: Any) -> Predicate:
+        if not isinstance(item, str):
+            return const(False)
+        return Predicate(sql.SQL("COALESCE({} = {}, FALSE)").format(column, _bind(sql.SQL("%s"), item)))
+
+    if op == "eq":
+        return Compiled(equal(operand), const(False))
+    if op == "ne":
+        return Compiled(p_not(equal(operand)), const(False))
+    if op in ("in", "nin"):
+        any_equal = p_or(*(equal(item) for item in operand))
+        return Compiled(any_equal if op == "in" else p_not(any_equal), const(False))
+    if op in ORDERING_OPS:
+        return Compiled(const(False), present)  # a present scope id is a string: ordering raises
+    if not isinstance(operand, str):
+        return Compiled(const(False), const(False))
+    if op == "contains":
+        return Compiled(Predicate(sql.SQL("COALESCE(strpos({}, {}) > 0, FALSE)").format(
+            column, _bind(sql.SQL("%s"), operand))), const(False))
+    if op in ("startswith", "endswith"):
+        return Compiled(_affix(column, op, operand), const(False))
+    raise ValueError(f"operator {op!r} is evaluated in Python")
+
+
+def ordering_fields(expr: Filter) -> list[str]:
+    """Fields compared with an ordering operator, in tree order (to name one in an error)."""
+    if isinstance(expr, And | Or):
+        return [f for item in expr.items for f in ordering_fields(item)]
+    if isinstance(expr, Not):
+        return ordering_fields(expr.item)
+    if isinstance(expr, Comparison) and expr.op in ORDERING_OPS:
+        return [expr.field]
+    return []
+
