@@ -144,6 +144,12 @@ class Backend(ABC):
     def find_by_hash(self, scope: Scope, text_hash: str) -> MemoryRecord | None:
         """A record whose scope EQUALS `scope` (every id, set or not) and whose hash is `text_hash`."""
 
+    def find_duplicate(self, scope: Scope, text: str, text_hash: str) -> MemoryRecord | None:
+        """What `Memory` asks before storing `text` in `scope`: a live record of exactly this scope whose
+        hash is `text_hash`. The default is `find_by_hash`; a store that can look records up by content
+        only (a remote service) overrides it."""
+        return self.find_by_hash(scope, text_hash)
+
     @abstractmethod
     def update(self, record: MemoryRecord) -> None:
         """Replace the stored record with the same id (text, metadata, hash, times, vector)."""

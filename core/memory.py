@@ -113,7 +113,7 @@ class Memory:
         now = utcnow()
         for text, metadata in items:
             digest = text_hash(text)
-            existing = seen.get(digest) or self._call(self.backend.find_by_hash, scope, digest)
+            existing = seen.get(digest) or self._call(self.backend.find_duplicate, scope, text, digest)
             if existing is not None:
                 results.append(WriteResult(event=EventKind.NONE, record=_public(existing)))
                 continue
@@ -149,7 +149,7 @@ class Memory:
             changed = record.model_copy(deep=True)
             if new_text is not None and new_text != record.text:
                 changed.text, changed.hash = new_text, text_hash(new_text)
-                holder = self._call(self.backend.find_by_hash, record.scope, changed.hash)
+                holder = self._call(self.backend.find_duplicate, record.scope, new_text, changed.hash)
                 if holder is not None and holder.id != record.id:
                     raise InvalidInput(f"memory {holder.id} in this scope already holds this text", field="text")
                 changed.vector = self._embed([new_text])[0]
@@ -312,7 +312,7 @@ class Memory:
             for record in incoming:
                 record.hash = text_hash(record.text)
                 existing = self._call(self.backend.get, record.id) or self._call(
-                    self.backend.find_by_hash, record.scope, record.hash
+                    self.backend.find_duplicate, record.scope, record.text, record.hash
                 )
                 if existing is not None:
                     results.append(WriteResult(event=EventKind.NONE, record=_public(existing)))

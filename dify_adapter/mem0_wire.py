@@ -25,6 +25,11 @@ from memdock.validation import text_hash
 MEM0_SCOPE_FIELDS: tuple[str, ...] = ("user_id", "agent_id", "run_id")
 """The scope ids mem0 knows. memdock's ``app_id`` travels as an extension field."""
 
+NO_ROLE_MARKER = "memdock_no_role"
+"""Metadata key the mem0 backend adds (value True) when it stores a memdock text that has no role through
+a dialect where every memory is a chat message with a role. Readers drop the marker and the role;
+memdock's own server strips it on arrival."""
+
 
 # -- memdock -> mem0 (the server side) -----------------------------------------------------------------
 
@@ -98,7 +103,7 @@ def item_to_record(item: Any, dialect: str, fallback_scope: Scope | None = None)
     memory_id = _required_str(data, "id", dialect)
     text = _required_str(data, "memory", dialect)
     metadata = _metadata(data.get("metadata"), dialect)
-    role = data.get("role")
+    role = None if metadata.pop(NO_ROLE_MARKER, None) is True else data.get("role")
     if role is not None:
         if not isinstance(role, str):
             raise MalformedResponse("must be a string or null", dialect=dialect, field="role")

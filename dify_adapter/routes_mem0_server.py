@@ -34,6 +34,7 @@ from memdock.dify_adapter.http_access import (
 from memdock.dify_adapter.http_errors import headers_for, status_of, translating_route
 from memdock.dify_adapter.mem0_wire import (
     MEM0_SCOPE_FIELDS,
+    NO_ROLE_MARKER,
     add_result_items,
     event_to_history_entry,
     record_to_item,
@@ -122,6 +123,14 @@ def expiry_of(expiration_date: str | None) -> datetime | None:
     return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
 
 
+def without_marker(metadata: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+    """The metadata without the mem0 backend's `NO_ROLE_MARKER`, and whether the marker was set."""
+    if metadata is None or NO_ROLE_MARKER not in metadata:
+        return metadata, False
+    rest = {k: v for k, v in metadata.items() if k != NO_ROLE_MARKER}
+    return rest, metadata[NO_ROLE_MARKER] is True
+
+
 def split_filters(filters: dict[str, Any] | None, top_level: dict[str, str | None]) -> tuple[Scope, Filter | None]:
     """mem0 puts scope ids inside ``filters``: take the top-level string ids out as the scope, keep the
     rest as a memdock filter. Deprecated top-level request ids are merged in."""
@@ -166,10 +175,14 @@ def mem0_server_router() -> APIRouter:
         if body.memory_type is not None:
             raise InvalidInput("memory_type needs an LLM; memdock stores messages verbatim", field="memory_type")
         expires_at = expiry_of(body.expiration_date)
+        metadata, no_role = without_marker(body.metadata)
         messages = [m.model_dump() for m in body.messages if m.role != "system"]
         if not messages:
             return {"results": []}
-        results = memory.add(messages, scope=scope, metadata=body.metadata, expires_at=expires_at)
+        if no_role and len(messages) == 1:  # a memdock text stored through this dialect keeps having no role
+            results = memory.add(messages[0]["content"], scope=scope, metadata=metadata, expires_at=expires_at)
+        else:
+            results = memory.add(messages, scope=scope, metadata=metadata, expires_at=expires_at)
         return {"results": add_result_items(results)}
 
     @router.get("/memories", summary="List memories in a scope")
@@ -204,7 +217,7 @@ def mem0_server_router() -> APIRouter:
         record = visible(memory, caller, memory_id)
         if record is None:
             raise MemoryNotFound(memory_id)
-        memory.update(record.id, text=body.text, metadata=body.metadata, scope=record.scope)
+        memory.update(record.id, text=body.text, metadata=without_marker(body.metadata)[0], scope=record.scope)
         return {"message": "Memory updated successfully!"}
 
     @router.delete("/memories/{memory_id}", summary="Delete one memory")
