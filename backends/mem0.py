@@ -209,7 +209,11 @@ class Mem0Backend(Backend):
             entries = self._dialect.history(memory_id)
         except NotFoundAnswer:
             return []
-        return [history_entry_to_event(entry, self._name, fallback_scope=None) for entry in entries]
+        scope = None
+        if any(not any(isinstance(e.get(k), str) for k in ("user_id", "agent_id", "run_id")) for e in entries):
+            current = self.get(memory_id)  # mem0 entries carry no scope: take the memory's, while it exists
+            scope = current.scope if current is not None else None
+        return [history_entry_to_event(entry, self._name, fallback_scope=scope) for entry in entries]
 
     def close(self) -> None:
         """Close the HTTP connections."""

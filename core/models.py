@@ -19,6 +19,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime | None) -> Any:
+    """`value` in UTC: an aware time is converted, a naive one is taken to be UTC already."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Scope(BaseModel):
     """Who a memory belongs to. Writes need at least one id; a read sees only records whose scope
     has the same value for every id the read's scope sets (unset ids are wildcards for reads)."""
@@ -85,9 +92,7 @@ class MemoryRecord(BaseModel):
     @model_validator(mode="after")
     def _utc_times(self) -> Self:
         for name in ("created_at", "updated_at", "expires_at"):
-            value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                object.__setattr__(self, name, value.replace(tzinfo=UTC))
+            object.__setattr__(self, name, as_utc(getattr(self, name)))
         return self
 
     def is_expired(self, now: datetime) -> bool:
@@ -121,6 +126,11 @@ class HistoryEvent(BaseModel):
     new_metadata: dict[str, Any] | None = None
     scope: Scope
     created_at: datetime
+
+    @model_validator(mode="after")
+    def _utc_time(self) -> Self:
+        object.__setattr__(self, "created_at", as_utc(self.created_at))
+        return self
 
 
 class WriteResult(BaseModel):

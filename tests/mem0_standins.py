@@ -1,0 +1,100 @@
+"""Loopback HTTP stand-ins for mem0 services nobody can run here (the hosted platform) and for faulty
+services (dropped connections, 500s, stalls, malformed JSON). Real sockets on 127.0.0.1, real HTTP; every
+request is recorded (method, path, query, headers, body) so tests can pin what the client sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Seen:
+    """One request as the stand-in received it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Reply:
+    """What to answer: a status and a JSON body, raw bytes, a stall, or a dropped connection."""
+
+    status: int = 200
+    body: Any = None
+    raw: bytes | None = None
+    stall: float = 0.0
+    drop: bool = False
+
+
+Handler = Callable[[Seen], Reply]
+
+
+@dataclass
+class StandIn:
+    """A running stand-in: `url` is its base URL, `seen` every request so far."""
+
+    url: str
+    seen: list[Seen] = field(default_factory=list)
+
+    def methods(self) -> list[str]:
+        """The methods of every request received, in order."""
+        return [s.method for s in self.seen]
+
+
+@contextmanager
+def standin(handler: Handler) -> Iterator[StandIn]:
+    """Serve `handler` on 127.0.0.1 (a free port) in a thread; stopped afterwards."""
+    record: list[Seen] = []
+
+    class RequestHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            parts = urlsplit(self.path)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            seen = Seen(self.command, parts.path, parse_qs(parts.query), headers, json.loads(raw) if raw else None)
+            record.append(seen)
+            reply = handler(seen)
+            if reply.stall:
+                time.sleep(reply.stall)
+            if reply.drop:
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            payload = reply.raw if reply.raw is not None else (b"" if reply.body is None and reply.status == 204
+                                                                else json.dumps(reply.body).encode())
+            self.send_response(reply.status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield StandIn(f"127.0.0.1:{server.server_address[1]}", record)
+    finally:
+        server.shutdown()
+        server.server_close()
