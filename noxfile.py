@@ -11,9 +11,12 @@ PYTHON = "3.12"
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole test suite against real Chroma (embedded and a `chroma run` server the tests start)."""
+    """The whole test suite against real servers the tests start and stop (`chroma run`, PostgreSQL with
+    pgvector, `memdock serve`). The Dify plugin's tests run in a second pytest process: `import dify_plugin`
+    patches the whole process with gevent."""
     session.install(".[test]")
     session.run("pytest", *session.posargs)
+    session.run("pytest", "tests_dify", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -26,5 +29,13 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package (core, backends, adapter, conformance)."""
-    session.install(".", "mypy>=1.11", "pytest>=8")
+    session.install(".", "mypy>=1.11", "pytest>=8", "types-PyYAML")
     session.run("mypy", "--strict", "-p", "memdock")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (not tests): add throughput and search latency medians per backend, written to
+    benchmarks/results/ and summarised in docs/benchmarks.md."""
+    session.install(".[test]")
+    session.run("python", "benchmarks/bench_backends.py", *session.posargs)

@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("serve", _serve, "serve the backend over HTTP: native API, Dify External Knowledge, mem0 APIs")
     serve_arguments(sub)
 
+    dify = commands.add_parser("dify", help="the Dify plugin", description="the Dify plugin")
+    dify_commands = dify.add_subparsers(required=True, metavar="COMMAND")
+    sub = dify_commands.add_parser("package", help="build the plugin package (.difypkg)",
+                                   description="build the plugin package (.difypkg) with memdock inside")
+    sub.set_defaults(handler=_dify_package)
+    sub.add_argument("-o", "--output", default="memdock.difypkg", help="where to write it (default memdock.difypkg)")
+
     sub = command("openapi", _openapi, "print the server's OpenAPI document (JSON)")
     sub.add_argument("-o", "--output", help="write it to this file instead of stdout")
 
@@ -182,6 +189,16 @@ def _serve(args: argparse.Namespace) -> int:
     from memdock.dify_adapter.serve import run  # FastAPI and uvicorn are only imported when serving
 
     return run(args)
+
+
+def _dify_package(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from memdock.dify_adapter.packaging import build_package
+
+    built = build_package(Path(args.output))
+    print(f"{built} ({built.stat().st_size} bytes)")
+    return 0
 
 
 def _openapi(args: argparse.Namespace) -> int:

@@ -1,0 +1,16 @@
+"""The `add_memory` tool: a thin Dify `Tool` over `memdock.dify_adapter.plugin_tools`."""
+
+from collections.abc import Generator
+from typing import Any
+
+from dify_plugin import Tool
+from dify_plugin.entities.tool import ToolInvokeMessage
+
+from memdock.dify_adapter.plugin_tools import as_messages, run_tool
+
+
+class AddMemoryTool(Tool):
+    """Remember a fact, or a user/assistant exchange, for later conversations."""
+
+    def _invoke(self, tool_parameters: dict[str, Any]) -> Generator[ToolInvokeMessage, None, None]:
+        yield from as_messages(self, run_tool("add_memory", self.runtime.credentials, tool_parameters))

@@ -1,0 +1,16 @@
+"""The `delete_memory` tool: a thin Dify `Tool` over `memdock.dify_adapter.plugin_tools`."""
+
+from collections.abc import Generator
+from typing import Any
+
+from dify_plugin import Tool
+from dify_plugin.entities.tool import ToolInvokeMessage
+
+from memdock.dify_adapter.plugin_tools import as_messages, run_tool
+
+
+class DeleteMemoryTool(Tool):
+    """Forget one memory."""
+
+    def _invoke(self, tool_parameters: dict[str, Any]) -> Generator[ToolInvokeMessage, None, None]:
+        yield from as_messages(self, run_tool("delete_memory", self.runtime.credentials, tool_parameters))

@@ -1,0 +1,16 @@
+"""The `search_memory` tool: a thin Dify `Tool` over `memdock.dify_adapter.plugin_tools`."""
+
+from collections.abc import Generator
+from typing import Any
+
+from dify_plugin import Tool
+from dify_plugin.entities.tool import ToolInvokeMessage
+
+from memdock.dify_adapter.plugin_tools import as_messages, run_tool
+
+
+class SearchMemoryTool(Tool):
+    """Find the memories most related to a query."""
+
+    def _invoke(self, tool_parameters: dict[str, Any]) -> Generator[ToolInvokeMessage, None, None]:
+        yield from as_messages(self, run_tool("search_memory", self.runtime.credentials, tool_parameters))
