@@ -48,22 +48,24 @@ def const(value: bool) -> Predicate:
 
 def p_and(*items: Predicate) -> Predicate:
     """Conjunction, folding constants."""
-    if any(i.constant is False for i in items):
-        return const(False)
-    rest = [i for i in items if i.constant is not True]
-    if not rest:
-        return const(True)
-    return rest[0] if len(rest) == 1 else Predicate(sql.SQL("({})").format(sql.SQL(" AND ").join(i.sql for i in rest)))
+    return _join(items, "AND", absorbing=False)
 
 
 def p_or(*items: Predicate) -> Predicate:
     """Disjunction, folding constants."""
-    if any(i.constant is True for i in items):
-        return const(True)
-    rest = [i for i in items if i.constant is not False]
+    return _join(items, "OR", absorbing=True)
+
+
+def _join(items: tuple[Predicate, ...], operator: str, *, absorbing: bool) -> Predicate:
+    """`items` joined by AND (absorbing value FALSE) or OR (absorbing value TRUE)."""
+    if any(i.constant is absorbing for i in items):
+        return const(absorbing)
+    rest = [i for i in items if i.constant is not (not absorbing)]
     if not rest:
-        return const(False)
-    return rest[0] if len(rest) == 1 else Predicate(sql.SQL("({})").format(sql.SQL(" OR ").join(i.sql for i in rest)))
+        return const(not absorbing)
+    if len(rest) == 1:
+        return rest[0]
+    return Predicate(sql.SQL("({})").format(sql.SQL(f" {operator} ").join(i.sql for i in rest)))
 
 
 def p_not(item: Predicate) -> Predicate:

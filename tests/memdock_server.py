@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-from chroma_server import free_port
+from local_process import free_port, serving
+
+_logs: dict[str, Path] = {}
+
+
+def backend_url(kind: str, folder: Path, name: str) -> str:
+    """The backend a server test runs on: ``memory`` (a named in-process store) or ``chroma`` (embedded,
+    in `folder`), both with the fast deterministic embedder."""
+    return f"memory://{name}?embedder=hash" if kind == "memory" else f"chroma://{folder}/db?embedder=hash"
 
 
 @contextmanager
@@ -23,45 +27,20 @@ def memdock_server(
 ) -> Iterator[str]:
     """Run ``memdock --url BACKEND serve --port PORT ...``; yields ``http://127.0.0.1:PORT``. With
     `default_url`, no ``--url`` is passed (the server opens ``MEMDOCK_URL`` or the embedded default).
-    `env` is the whole environment of the server (default: this process's).
-
-    The server's stderr (startup line and access log) is kept in a temporary file, readable through
-    `server_log(base_url)` while the server runs.
+    `env` is the whole environment of the server (default: this process's). Its output (startup line
+    and access log) is readable through `server_log(base_url)` while it runs.
     """
     exe = shutil.which("memdock", path=str(Path(sys.executable).parent)) or "memdock"
     port = free_port()
     log_path = Path(tempfile.mkdtemp(prefix="memdock-serve-")) / "server.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [exe, *([] if default_url else ["--url", backend_url]), "serve", "--port", str(port), *extra_args],
-        stdout=log, stderr=subprocess.STDOUT, env=env if env is not None else dict(os.environ),
-    )
+    command = [exe, *([] if default_url else ["--url", backend_url]), "serve", "--port", str(port), *extra_args]
     base = f"http://127.0.0.1:{port}"
-    _logs[base] = log_path
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"memdock serve did not start on port {port}:\n{log_path.read_text()}")
-            time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
+    with serving(command, f"{base}/healthz", log_path, timeout=timeout, env=env):
+        _logs[base] = log_path
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        _logs.pop(base, None)
-
-
-_logs: dict[str, Path] = {}
+            yield base
+        finally:
+            _logs.pop(base, None)
 
 
 def server_log(base_url: str) -> str:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chroma_server import chroma_server, free_port
+from chroma_server import chroma_server
+from local_process import free_port
 
 import memdock
 from memdock import BackendUnavailable, EmbedderMismatch, InvalidFilter, InvalidInput, Memory, MemoryNotFound

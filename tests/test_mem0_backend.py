@@ -9,11 +9,10 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from memdock_server import memdock_server
+from memdock_server import backend_url, memdock_server
 
 import memdock
 from memdock import Memory, MemoryNotFound, Unsupported
@@ -24,8 +23,7 @@ DIALECT_PATHS = {"server": "mem0", "mem0ai-api": "mem0ai-api"}
 
 @pytest.fixture(scope="module", params=["memory", "chroma"])
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder: Path = tmp_path_factory.mktemp("mem0-backend")
-    url = "memory://behind-mem0?embedder=hash" if request.param == "memory" else f"chroma://{folder}/db?embedder=hash"
+    url = backend_url(request.param, tmp_path_factory.mktemp("mem0-backend"), "behind-mem0")
     with memdock_server(url) as base:
         yield base
 

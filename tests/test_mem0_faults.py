@@ -102,7 +102,7 @@ def test_updates_and_deletes_are_not_retried_either(method: str, path: str, call
 
 
 def test_nothing_listening_is_unavailable_within_the_budget() -> None:
-    from chroma_server import free_port
+    from local_process import free_port
 
     started = time.monotonic()
     with pytest.raises(BackendUnavailable):

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from memdock_server import memdock_server
+from memdock_server import backend_url, memdock_server
 
 ADMIN = "admin-key-0123456789abcdef"
 KEY_U1 = "key-of-u1-0123456789abcdef"
@@ -23,8 +23,7 @@ ITEM_KEYS = {"id", "memory", "hash", "metadata", "created_at", "updated_at", "us
 
 @pytest.fixture(scope="module", params=["memory", "chroma"])
 def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("mem0")
-    url = "memory://mem0?embedder=hash" if request.param == "memory" else f"chroma://{folder}/db?embedder=hash"
+    url = backend_url(request.param, tmp_path_factory.mktemp("mem0"), "mem0")
     with memdock_server(url) as base_url:
         yield base_url
 

@@ -10,16 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from memdock_server import memdock_server
+from memdock_server import backend_url, memdock_server
 
 
 @pytest.fixture(scope="module", params=["memory", "chroma"])
 def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A server per backend for this module."""
-    if request.param == "memory":
-        url = "memory://native?embedder=hash"
-    else:
-        url = f"chroma://{tmp_path_factory.mktemp('native-chroma')}?embedder=hash"
+    url = backend_url(request.param, tmp_path_factory.mktemp("native"), "native")
     with memdock_server(url) as base_url:
         yield base_url
 

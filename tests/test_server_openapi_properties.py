@@ -4,12 +4,11 @@ valid or not, makes the native API answer 5xx."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from memdock_server import memdock_server
+from memdock_server import backend_url, memdock_server
 from schemathesis import GenerationMode
 
 EXAMPLES_PER_OPERATION = 60
@@ -17,8 +16,7 @@ EXAMPLES_PER_OPERATION = 60
 
 @pytest.fixture(scope="module", params=["memory", "chroma"])
 def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder: Path = tmp_path_factory.mktemp("openapi")
-    url = "memory://props?embedder=hash" if request.param == "memory" else f"chroma://{folder}/db?embedder=hash"
+    url = backend_url(request.param, tmp_path_factory.mktemp("openapi"), "props")
     with memdock_server(url) as base_url:
         yield base_url
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from memdock_server import memdock_server, server_log
+from memdock_server import backend_url, memdock_server, server_log
 
 GOOD_KEY = "good-key-0123456789abcdef"
 KB_KEY = "kb-only-key-0123456789abcd"
@@ -29,7 +29,7 @@ def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         "support-kb": {"scope": {"agent_id": "support"}, "filter": {"lang": "en"}},
     }))
     (folder / "keys.json").write_text(json.dumps([{"name": "kb", "key": KB_KEY, "knowledge_ids": ["support-kb"]}]))
-    url = "memory://retrieval?embedder=hash" if request.param == "memory" else f"chroma://{folder}/db?embedder=hash"
+    url = backend_url(request.param, folder, "retrieval")
     with memdock_server(url, "--api-key", GOOD_KEY, "--keys-file", str(folder / "keys.json"),
                         "--knowledge-map", str(folder / "knowledge.json")) as base_url:
         with httpx.Client(base_url=base_url, headers={"X-API-Key": GOOD_KEY}) as http:

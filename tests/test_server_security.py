@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from chroma_server import free_port
+from local_process import free_port
 from memdock_server import memdock_server, server_log
 from support import make_test_embedder
 
