@@ -8,7 +8,7 @@ records as the service stored them). What a dialect lacks is emulated exactly or
   `memdock.filters.evaluate` (search asks for `max_items` candidates when a filter is given);
 - list and count read the whole scope in one listing and page it here; a scope of `max_items` memories
   or more is refused with `Unsupported` (mem0's server and mem0ai-api cannot page), never truncated;
-- dedup (`find_by_hash`) searches the scope for the text and compares memdock's own hash;
+- dedup (`find_duplicate`) searches the scope for the text and compares memdock's own hash;
 - get by id on mem0ai-api goes through the memory's history and a listing of its scope;
 - mem0 has no ``app_id``: a scope with one is refused. TTL is not offered (mem0 expiry is date-only).
 """
@@ -60,7 +60,9 @@ class Mem0Settings(BackendSettings):
             raise InvalidInput("mem0+http:// needs a host", field="host")
         scheme = "https" if url.scheme == "mem0+https" else "http"
         port = f":{url.port}" if url.port else ""
-        data: dict[str, Any] = {"base_url": f"{scheme}://{url.host}{port}{url.path.rstrip('/')}", **url.params}
+        if "base_url" in url.params:
+            raise InvalidInput("the service address is the URL's host, port and path", field="base_url")
+        data: dict[str, Any] = {**url.params, "base_url": f"{scheme}://{url.host}{port}{url.path.rstrip('/')}"}
         return cls.validated(data)
 
     def key(self) -> str | None:
