@@ -132,3 +132,17 @@ def test_a_wrong_shape_names_the_dialect_and_field() -> None:
     with standin(handle) as service, pytest.raises(MalformedResponse) as info:
         opened(service.url).get(MEMORY_ID)
     assert (info.value.dialect, info.value.field) == ("server", "memory")
+
+
+@pytest.mark.parametrize(("url", "field"), [
+    ("mem0+http://127.0.0.1:1?base_url=http://elsewhere", "base_url"),
+    ("mem0+http://127.0.0.1:1?dialect=graphql", "dialect"),
+    ("mem0+http://127.0.0.1:1?timeout=0", "timeout"),
+    ("mem0+http:///no-host", "host"),
+])
+def test_bad_urls_are_refused_naming_the_parameter(url: str, field: str) -> None:
+    from memdock import InvalidInput
+
+    with pytest.raises(InvalidInput) as info:
+        memdock.open(url)
+    assert info.value.field == field
