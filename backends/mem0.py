@@ -36,6 +36,8 @@ from memdock.models import HistoryEvent, MemoryRecord, Page, Scope, SearchHit
 from memdock.pagination import page_of
 
 KEY_ENV = "MEMDOCK_MEM0_API_KEY"
+DIALECT_ALIASES = {"oss": "server", "tonori": "mem0ai-api"}
+"""Other names of the dialects (DESIGN.md's): mem0's open-source server, and tonori's mem0ai-api."""
 DEDUP_CANDIDATES = 10
 CAPABILITIES = frozenset({
     Capability.SERVER_SIDE_EMBEDDING, Capability.FILTER_EQUALITY, Capability.FILTER_RANGE, Capability.CONTAINS,
@@ -63,6 +65,8 @@ class Mem0Settings(BackendSettings):
         if "base_url" in url.params:
             raise InvalidInput("the service address is the URL's host, port and path", field="base_url")
         data: dict[str, Any] = {**url.params, "base_url": f"{scheme}://{url.host}{port}{url.path.rstrip('/')}"}
+        if data.get("dialect") in DIALECT_ALIASES:
+            data["dialect"] = DIALECT_ALIASES[data["dialect"]]
         return cls.validated(data)
 
     def key(self) -> str | None:
