@@ -17,6 +17,7 @@ and values only ever travel as parameters: nothing the caller sends is spliced i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -179,13 +180,9 @@ def _comparison(expr: Comparison) -> Compiled:
     def equal(item: Any) -> Predicate:
         return Predicate(sql.SQL("COALESCE({} = {}, FALSE)").format(value, _bind(sql.SQL("%s"), _json(item))))
 
-    if op == "eq":
-        return Compiled(equal(operand), const(False))
-    if op == "ne":
-        return Compiled(p_not(equal(operand)), const(False))
-    if op in ("in", "nin"):
-        any_equal = p_or(*(equal(item) for item in operand))
-        return Compiled(any_equal if op == "in" else p_not(any_equal), const(False))
+    equality = _equality(op, operand, equal)
+    if equality is not None:
+        return equality
     if op in ORDERING_OPS:
         is_num = Predicate(sql.SQL("COALESCE({} = 'number', FALSE)").format(kind))
         compare = Predicate(sql.SQL("COALESCE(CASE WHEN {} = 'number' THEN ({})::numeric {} {} END, FALSE)").format(
@@ -206,6 +203,18 @@ def _comparison(expr: Comparison) -> Compiled:
     raise ValueError(f"operator {op!r} is evaluated in Python")  # icontains: see needs_python
 
 
+def _equality(op: str, operand: Any, equal: Callable[[Any], Predicate]) -> Compiled | None:
+    """eq, ne, in and nin, given how one value is compared (`equal` is never NULL, so ne/nin also match
+    records lacking the field); None for other operators."""
+    if op in ("eq", "ne"):
+        same = equal(operand)
+        return Compiled(same if op == "eq" else p_not(same), const(False))
+    if op in ("in", "nin"):
+        any_equal = p_or(*(equal(item) for item in operand))
+        return Compiled(any_equal if op == "in" else p_not(any_equal), const(False))
+    return None
+
+
 def _affix(text: sql.Composable, op: str, operand: str) -> Predicate:
     placeholder = _bind(sql.SQL("%s"), operand)
     length = _bind(sql.SQL("char_length(%s)"), operand)
@@ -223,13 +232,9 @@ def _scope_comparison(field: str, op: str, operand: Any) -> Compiled:
             return const(False)
         return Predicate(sql.SQL("COALESCE({} = {}, FALSE)").format(column, _bind(sql.SQL("%s"), item)))
 
-    if op == "eq":
-        return Compiled(equal(operand), const(False))
-    if op == "ne":
-        return Compiled(p_not(equal(operand)), const(False))
-    if op in ("in", "nin"):
-        any_equal = p_or(*(equal(item) for item in operand))
-        return Compiled(any_equal if op == "in" else p_not(any_equal), const(False))
+    equality = _equality(op, operand, equal)
+    if equality is not None:
+        return equality
     if op in ORDERING_OPS:
         return Compiled(const(False), present)  # a present scope id is a string: ordering raises
     if not isinstance(operand, str):
