@@ -1,11 +1,15 @@
 """The Dify plugin's External Knowledge endpoint without importing `dify_plugin`: the same translation as
-``memdock serve``'s ``/retrieval`` (`memdock.dify_adapter.external_knowledge`), configured by the endpoint's
-settings in Dify.
+``memdock serve``'s ``/retrieval`` (`memdock.dify_adapter.external_knowledge`), configured by the
+endpoint's settings in Dify.
 
-Settings: ``backend_url`` and ``api_key`` (as for the tools), ``retrieval_api_key`` (the key Dify's
-External Knowledge registration sends as ``Bearer``; required: an endpoint without it refuses every
-call), ``knowledge_default`` (the scope id an unmapped knowledge id names: ``user_id`` by default, or
-``none``) and ``knowledge_map`` (optional JSON, as ``memdock serve --knowledge-map``).
+Settings (the endpoint group YAML declares exactly these):
+
+- ``backend_url``: the memdock URL to answer from; ``backend_api_key``: its key, as the tools' ``api_key``.
+- ``api_key``: the key Dify's External Knowledge API sends as ``Authorization: Bearer``; at least 16
+  characters. Required: an endpoint without a usable key refuses every call (403, error_code 1002).
+- ``knowledge_default``: the scope id an unmapped ``knowledge_id`` names (``user_id`` by default, or
+  ``agent_id``, ``run_id``, ``app_id``, ``none``); ``knowledge_map``: optional JSON, as
+  ``memdock serve --knowledge-map``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from memdock.dify_adapter.auth import ApiKey, KeyRing, digest
+from memdock.dify_adapter.auth import KeyRing, plain_key
 from memdock.dify_adapter.external_knowledge import (
     AUTH_FAILED,
     UNAVAILABLE,
@@ -25,12 +29,10 @@ from memdock.dify_adapter.external_knowledge import (
     parse_request,
     retrieve,
 )
-from memdock.dify_adapter.plugin_tools import memory_for
+from memdock.dify_adapter.plugin_memory import open_memory
 from memdock.errors import InvalidInput, MemdockError
 
 log = logging.getLogger("memdock.plugin.retrieval")
-SETTINGS = ("backend_url", "api_key", "retrieval_api_key", "knowledge_default", "knowledge_map")
-"""The endpoint settings this module reads (the endpoint group YAML must declare exactly these)."""
 
 
 def knowledge_of(settings: Mapping[str, Any]) -> KnowledgeMap:
@@ -47,16 +49,28 @@ def knowledge_of(settings: Mapping[str, Any]) -> KnowledgeMap:
     return KnowledgeMap.from_json(data, field)
 
 
-def answer_retrieval(settings: Mapping[str, Any], authorization: str | None, body: bytes) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, JSON body) for one POST to the endpoint's ``/retrieval``."""
-    secret = str(settings.get("retrieval_api_key") or "")
+def key_ring(settings: Mapping[str, Any]) -> KeyRing:
+    """The one key the endpoint accepts. `RetrievalError` 403/1002 when none (or a too short one) is set:
+    an endpoint never answers without a key."""
+    secret = str(settings.get("api_key") or "").strip()
+    if not secret:
+        raise RetrievalError(403, AUTH_FAILED, "Authorization failed: the endpoint has no API key configured")
     try:
-        if not secret:
-            raise RetrievalError(403, AUTH_FAILED, "the endpoint has no retrieval_api_key configured")
-        key = authorize(authorization, KeyRing([ApiKey(digest(secret), "endpoint")]))
+        return KeyRing([plain_key(secret, "endpoint")])
+    except InvalidInput as exc:
+        raise RetrievalError(403, AUTH_FAILED, f"Authorization failed: the endpoint's {exc}") from None
+
+
+def answer_retrieval(settings: Mapping[str, Any], authorization: str | None, body: bytes) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON body) for one POST to the endpoint's ``/retrieval``, in Dify's contract: the key
+    is checked first (1001 malformed header, 1002 wrong key), then the body (400, so an empty body with a
+    good key, Dify's registration check, counts as reachable), then the backend (503 when it cannot be
+    opened or reached), then the knowledge id (2001). Every refusal is logged."""
+    try:
+        key = authorize(authorization, key_ring(settings))
         request = parse_request(body)
         try:
-            memory = memory_for(settings)
+            memory = open_memory(settings.get("backend_url"), settings.get("backend_api_key"))
             knowledge = knowledge_of(settings)
         except InvalidInput as exc:
             raise RetrievalError(503, UNAVAILABLE, f"endpoint misconfigured: {exc}") from None

@@ -1,45 +1,38 @@
 """What the Dify plugin's tools do, without importing `dify_plugin` (which patches the whole process with
 gevent): each tool is `run_tool(name, credentials, parameters)`, returning `ToolOutput`s that the thin
-`Tool` classes in the plugin folder turn into Dify messages.
+`Tool` classes in the plugin folder turn into Dify messages with `as_messages`.
 
 Credentials (the provider's settings in Dify): ``backend_url`` (any memdock URL), optional ``api_key``
-(a mem0 service's key, or PostgreSQL's password), optional ``default_user_id`` / ``default_agent_id``
-(used when a call names no scope id). One `Memory` is opened per backend and reused.
+(a mem0 service's key, or PostgreSQL's password; see `memdock.dify_adapter.plugin_memory`), optional
+``default_user_id`` / ``default_agent_id`` (used when a call names no scope id). One `Memory` is opened per
+backend and process, and reused.
+
+Parameters (strings unless noted; the tool YAML files declare exactly the ones each tool reads):
+``user_id``, ``agent_id``, ``run_id`` on every tool; ``text`` or a ``user``/``assistant`` pair and
+``metadata`` (JSON object) for ``add_memory``; ``query``, ``top_k`` (number), ``threshold`` (number) and
+``filters`` (JSON object, mem0 style) for ``search_memory``; ``memory_id`` for the tools on one memory.
 
 Every tool yields a JSON message and a short text; ``search_memory`` also yields the variable
-``memories``, a text block an LLM node can take. Errors (bad JSON, no scope, a missing memory, an
-unreachable backend) come back as a JSON ``{"error": {...}}`` and a text starting with ``Error:``.
+``memories``, a text block an LLM node can take. memdock's errors (bad JSON, no scope, a missing memory,
+an unreachable backend) never escape: they come back as JSON ``{"error": {"type", "message", "field"}}``
+and a text starting with ``Error:``.
 """
 
 from __future__ import annotations
 
 import json
-import threading
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from memdock.dify_adapter.plugin_memory import CredentialsError, check_backend, open_memory
 from memdock.errors import InvalidInput, MemdockError
 from memdock.memory import Memory
 from memdock.models import HistoryEvent, MemoryRecord, Scope, WriteResult
 from memdock.validation import make_scope
 
-TOOL_NAMES = ("add_memory", "search_memory", "get_all_memories", "get_memory", "update_memory", "delete_memory",
-              "delete_all_memories", "get_memory_history")
-CREDENTIALS = ("backend_url", "api_key", "default_user_id", "default_agent_id")
 SCOPE_PARAMETERS = ("user_id", "agent_id", "run_id")
-PARAMETERS: dict[str, tuple[str, ...]] = {
-    "add_memory": (*SCOPE_PARAMETERS, "text", "user", "assistant", "metadata"),
-    "search_memory": (*SCOPE_PARAMETERS, "query", "top_k", "threshold", "filters"),
-    "get_all_memories": (*SCOPE_PARAMETERS, "top_k", "filters"),
-    "get_memory": (*SCOPE_PARAMETERS, "memory_id"),
-    "update_memory": (*SCOPE_PARAMETERS, "memory_id", "text", "metadata"),
-    "delete_memory": (*SCOPE_PARAMETERS, "memory_id"),
-    "delete_all_memories": (*SCOPE_PARAMETERS, "filters"),
-    "get_memory_history": (*SCOPE_PARAMETERS, "memory_id"),
-}
-"""The parameters each tool reads (its YAML must declare exactly these)."""
 
 
 @dataclass(frozen=True)
@@ -51,51 +44,19 @@ class ToolOutput:
     name: str = ""
 
 
-class CredentialsError(Exception):
-    """The provider credentials cannot open a working backend; the message says what is wrong."""
-
-
-_memories: dict[str, Memory] = {}
-_memories_lock = threading.Lock()
-
-
-def backend_url(credentials: Mapping[str, Any]) -> str:
-    """The memdock URL the credentials select, with ``api_key`` placed where that backend reads it."""
-    url = str(credentials.get("backend_url") or "").strip()
-    if not url:
-        raise InvalidInput("backend_url is required (e.g. chroma+http://host:8000 or pgvector://user@host/db)",
-                           field="backend_url")
-    key = str(credentials.get("api_key") or "").strip()
-    if not key:
-        return url
-    parts = urlsplit(url)
-    params = dict(parse_qsl(parts.query, keep_blank_values=True))
-    if parts.scheme.startswith("mem0+"):
-        params.setdefault("api_key", key)
-    elif parts.scheme in ("pgvector", "postgresql", "postgres"):
-        params.setdefault("password", key)
-    else:
-        raise InvalidInput(f"api_key is not used by {parts.scheme}:// backends; leave it empty", field="api_key")
-    return parts._replace(query=urlencode(params)).geturl()
-
-
 def memory_for(credentials: Mapping[str, Any]) -> Memory:
-    """The open Memory for these credentials (opened once per URL and process)."""
-    url = backend_url(credentials)
-    with _memories_lock:
-        if url not in _memories:
-            _memories[url] = Memory.open(url)
-        return _memories[url]
+    """The open Memory the credentials select (opened once per URL and key, per process)."""
+    return open_memory(credentials.get("backend_url"), credentials.get("api_key"))
 
 
 def validate_credentials(credentials: Mapping[str, Any]) -> None:
-    """Open the backend and make a harmless read; `CredentialsError` names what is wrong."""
+    """Open the backend, make a harmless read and check the default scope ids. `CredentialsError` says
+    which credential is wrong and how (unknown scheme, unreachable server, refused key, bad id)."""
+    check_backend(credentials.get("backend_url"), credentials.get("api_key"))
     try:
-        memory = memory_for(credentials)
-        memory.count(user_id="memdock-credentials-check")
         default_scope(credentials)
-    except MemdockError as exc:
-        raise CredentialsError(f"{type(exc).__name__}: {exc}") from None
+    except InvalidInput as exc:
+        raise CredentialsError(f"Default scope: {exc}") from None
 
 
 def default_scope(credentials: Mapping[str, Any]) -> dict[str, str]:
@@ -166,12 +127,15 @@ class _Call:
 
     def number(self, name: str, default: float | None) -> float | None:
         value = self.parameters.get(name)
-        if value is None or value == "":
+        if value is None or (isinstance(value, str) and not value.strip()):
             return default
         try:
-            return float(value)
+            number = None if isinstance(value, bool) else float(value)
         except (TypeError, ValueError):
-            raise InvalidInput("must be a number", field=name) from None
+            number = None
+        if number is None or not math.isfinite(number):
+            raise InvalidInput("must be a number", field=name)
+        return number
 
     def integer(self, name: str, default: int) -> int:
         value = self.number(name, float(default))
@@ -225,8 +189,7 @@ def _add(memory: Memory, call: _Call) -> list[ToolOutput]:
         data = messages
     results = memory.add(data, scope=scope, metadata=call.json_object("metadata"))
     stored = sum(1 for r in results if r.event.value == "ADD")
-    summary = f"Stored {stored} memor{'y' if stored == 1 else 'ies'}" + (
-        f", {len(results) - stored} already known" if stored < len(results) else "")
+    summary = _counted(stored, "Stored") + (f", {len(results) - stored} already known" if stored < len(results) else "")
     return [ToolOutput("json", {"results": [_written(r) for r in results]}), ToolOutput("text", summary)]
 
 
@@ -246,7 +209,7 @@ def _get_all(memory: Memory, call: _Call) -> list[ToolOutput]:
     page = memory.list(scope=call.scope(required=True), filter=call.json_object("filters"), limit=limit)
     more = page.next_cursor is not None
     items = [_record(r) for r in page.items]
-    text = f"{len(items)} memor{'y' if len(items) == 1 else 'ies'}" + (" (more exist; raise top_k)" if more else "")
+    text = _counted(len(items), "Listed") + (" (more exist; raise top_k)" if more else "")
     return [ToolOutput("json", {"memories": items, "count": len(items), "more": more}), ToolOutput("text", text)]
 
 
@@ -268,13 +231,14 @@ def _delete(memory: Memory, call: _Call) -> list[ToolOutput]:
 
 def _delete_all(memory: Memory, call: _Call) -> list[ToolOutput]:
     deleted = memory.delete_all(scope=call.scope(required=True), filter=call.json_object("filters"))
-    return [ToolOutput("json", {"deleted": deleted}), ToolOutput("text", f"Deleted {deleted} memories")]
+    return [ToolOutput("json", {"deleted": deleted}), ToolOutput("text", _counted(deleted, "Deleted"))]
 
 
 def _history(memory: Memory, call: _Call) -> list[ToolOutput]:
     events = memory.history(call.required("memory_id"), scope=call.scope(required=False))
     lines = "\n".join(f"{e.created_at.isoformat()} {e.event.value}: {e.old_text!r} -> {e.new_text!r}" for e in events)
-    return [ToolOutput("json", {"history": [_event(e) for e in events]}), ToolOutput("text", lines)]
+    return [ToolOutput("json", {"history": [_event(e) for e in events]}),
+            ToolOutput("text", lines or "No history recorded")]
 
 
 _TOOLS: dict[str, Callable[[Memory, _Call], list[ToolOutput]]] = {
@@ -282,3 +246,6 @@ _TOOLS: dict[str, Callable[[Memory, _Call], list[ToolOutput]]] = {
     "update_memory": _update, "delete_memory": _delete, "delete_all_memories": _delete_all,
     "get_memory_history": _history,
 }
+
+TOOL_NAMES = tuple(_TOOLS)
+"""The tools, in the order the provider YAML lists them."""

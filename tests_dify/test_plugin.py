@@ -17,6 +17,8 @@ from plugin_loading import endpoint_class, load_plugin, messages, provider_class
 from werkzeug import Request
 from werkzeug.test import EnvironBuilder
 
+from memdock.dify_adapter.external_knowledge import LESS_THAN_AS_DIFY_SPELLS_IT
+
 
 @pytest.fixture(scope="module")
 def registration() -> Any:
@@ -107,11 +109,12 @@ def test_the_default_scope_from_the_credentials_and_the_default_embedder(tools: 
 def test_the_provider_validates_credentials_with_a_read(registration: Any, tmp_path: Path) -> None:
     provider: ToolProvider = provider_class(registration)()
     provider.validate_credentials({"backend_url": f"chroma://{tmp_path}/ok?embedder=hash"})
-    for bad, says in (({"backend_url": "nosuch://x"}, "no backend for scheme 'nosuch'"),
-                      ({"backend_url": ""}, "backend_url"),
-                      ({"backend_url": "chroma+http://127.0.0.1:1?embedder=hash"}, "BackendUnavailable"),
-                      ({"backend_url": "memory://?embedder=hash", "api_key": "k"}, "api_key"),
-                      ({"backend_url": "memory://?embedder=hash", "default_user_id": "a\nb"}, "user_id")):
+    for bad, says in (({"backend_url": "nosuch://x"}, "^Backend URL: no backend for scheme 'nosuch'"),
+                      ({"backend_url": ""}, "^Backend URL: is required"),
+                      ({"backend_url": "chroma+http://127.0.0.1:1?embedder=hash"}, "^Cannot reach the backend"),
+                      ({"backend_url": "chroma:///tmp/x?embedder=hash&colection=x"}, "parameter 'colection'"),
+                      ({"backend_url": "memory://?embedder=hash", "api_key": "k"}, "^API key: is not used"),
+                      ({"backend_url": "memory://?embedder=hash", "default_user_id": "a\x00b"}, "^Default scope")):
         with pytest.raises(ToolProviderCredentialValidationError, match=says):
             provider.validate_credentials(bad)
 
@@ -131,11 +134,12 @@ def endpoint(registration: Any) -> Endpoint:
 @pytest.fixture
 def settings(tools: dict[str, type[Tool]]) -> Iterator[dict[str, Any]]:
     url = f"memory://endpoint-{uuid.uuid4().hex[:8]}?embedder=hash"
-    for text, metadata in (("alpha doc", {"category": "news", "views": 10}), ("beta doc", {"category": "sports"}),
-                           ("gamma doc", {"category": "newsletter", "views": 5})):
+    for text, metadata in (("alpha doc", {"category": "news", "views": 10, "published": 1768003200}),
+                           ("beta doc", {"category": "sports"}),
+                           ("gamma doc", {"category": "newsletter", "views": 5, "published": 1772323200})):
         messages(tools["add_memory"], {"backend_url": url}, {"user_id": "kb", "text": text,
                                                               "metadata": json.dumps(metadata)})
-    yield {"backend_url": url, "retrieval_api_key": KEY, "knowledge_default": "user_id"}
+    yield {"backend_url": url, "api_key": KEY, "knowledge_default": "user_id"}
 
 
 def call(endpoint: Endpoint, settings: dict[str, Any], body: Any, header: str | None = f"Bearer {KEY}") -> Any:
@@ -154,23 +158,59 @@ def body(knowledge_id: str = "kb", conditions: list[dict[str, Any]] | None = Non
     return request
 
 
+ALL = {"alpha doc", "beta doc", "gamma doc"}
+"""alpha: category news, views 10, published 2026-01-10; beta: sports (no views, no date); gamma: newsletter,
+views 5, published 2026-03-01 (see the `settings` fixture)."""
+
+
 @pytest.mark.parametrize(("conditions", "expected"), [
-    (None, {"alpha doc", "beta doc", "gamma doc"}),
+    (None, ALL),
+    # text
     ([{"name": "category", "comparison_operator": "contains", "value": "news"}], {"alpha doc", "gamma doc"}),
+    ([{"name": "category", "comparison_operator": "not contains", "value": "news"}], {"beta doc"}),
     ([{"name": "category", "comparison_operator": "start with", "value": "sp"}], {"beta doc"}),
+    ([{"name": "category", "comparison_operator": "end with", "value": "letter"}], {"gamma doc"}),
+    # equality
+    ([{"name": "category", "comparison_operator": "is", "value": "news"}], {"alpha doc"}),
     ([{"name": "category", "comparison_operator": "is not", "value": "news"}], {"beta doc", "gamma doc"}),
+    # emptiness
     ([{"name": "views", "comparison_operator": "empty"}], {"beta doc"}),
+    ([{"name": "views", "comparison_operator": "not empty"}], {"alpha doc", "gamma doc"}),
+    # membership
     ([{"name": "category", "comparison_operator": "in", "value": ["news", "sports"]}], {"alpha doc", "beta doc"}),
+    ([{"name": "category", "comparison_operator": "not in", "value": ["news", "sports"]}], {"gamma doc"}),
+    # numbers
+    ([{"name": "views", "comparison_operator": "=", "value": 10}], {"alpha doc"}),
+    ([{"name": "views", "comparison_operator": "≠", "value": 10}], {"beta doc", "gamma doc"}),
+    ([{"name": "views", "comparison_operator": ">", "value": 5}], {"alpha doc"}),
+    ([{"name": "views", "comparison_operator": "<", "value": 10}], {"gamma doc"}),
+    ([{"name": "views", "comparison_operator": LESS_THAN_AS_DIFY_SPELLS_IT, "value": 10}], {"gamma doc"}),
     ([{"name": "views", "comparison_operator": "≥", "value": 6}], {"alpha doc"}),
-    ([{"name": "views", "comparison_operator": "before", "value": 7}], {"gamma doc"}),
+    ([{"name": "views", "comparison_operator": "≤", "value": "5"}], {"gamma doc"}),
+    # time (Unix seconds, or ISO 8601)
+    ([{"name": "published", "comparison_operator": "before", "value": "2026-02-01T00:00:00Z"}], {"alpha doc"}),
+    ([{"name": "published", "comparison_operator": "after", "value": 1767225600}], {"alpha doc", "gamma doc"}),
+    # two conditions (logical_operator "and")
+    ([{"name": "category", "comparison_operator": "contains", "value": "news"},
+      {"name": "views", "comparison_operator": ">", "value": 6}], {"alpha doc"}),
 ])
 def test_the_endpoint_answers_retrievals_with_each_operator_class(
     endpoint: Endpoint, settings: dict[str, Any], conditions: Any, expected: set[str]
 ) -> None:
     status, answer = call(endpoint, settings, body(conditions=conditions))
-    assert status == 200
+    assert status == 200, answer
     assert {r["content"] for r in answer["records"]} == expected
     assert all(isinstance(r["metadata"], dict) and 0 <= r["score"] <= 1 and r["title"] for r in answer["records"])
+
+
+def test_the_endpoint_joins_conditions_with_or(endpoint: Endpoint, settings: dict[str, Any]) -> None:
+    either = [{"name": "category", "comparison_operator": "is", "value": "sports"},
+              {"name": "views", "comparison_operator": "<", "value": 6}]
+    status, answer = call(endpoint, settings, body(conditions=either, logical="or"))
+    assert status == 200 and {r["content"] for r in answer["records"]} == {"beta doc", "gamma doc"}
+    status, answer = call(endpoint, settings, body(conditions=[{"name": "views", "comparison_operator": "~",
+                                                                "value": 1}]))
+    assert status == 400 and "comparison_operator" in answer["error_msg"]
 
 
 def test_the_endpoint_refuses_like_dify_expects(endpoint: Endpoint, settings: dict[str, Any]) -> None:
@@ -180,7 +220,9 @@ def test_the_endpoint_refuses_like_dify_expects(endpoint: Endpoint, settings: di
     assert call(endpoint, settings, body(), header=None)[1]["error_code"] == 1001
     status, unknown = call(endpoint, settings, body(knowledge_id="nobody-here"))
     assert (status, unknown["error_code"]) == (404, 2001)
-    assert call(endpoint, {**settings, "retrieval_api_key": ""}, body())[0] == 403
+    for unusable in ("", "short-key"):  # no key, or one under 16 characters: every call is refused
+        status, answer = call(endpoint, {**settings, "api_key": unusable}, body(), header=f"Bearer {unusable}")
+        assert (status, answer["error_code"]) == (403, 1002), answer
 
 
 def test_the_registration_check_with_an_empty_body(endpoint: Endpoint, settings: dict[str, Any]) -> None:

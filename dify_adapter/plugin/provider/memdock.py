@@ -5,11 +5,12 @@ from typing import Any
 from dify_plugin import ToolProvider
 from dify_plugin.errors.tool import ToolProviderCredentialValidationError
 
-from memdock.dify_adapter.plugin_tools import CredentialsError, validate_credentials
+from memdock.dify_adapter.plugin_memory import CredentialsError
+from memdock.dify_adapter.plugin_tools import validate_credentials
 
 
 class MemdockProvider(ToolProvider):
-    """Validates ``backend_url`` (and ``api_key``, default scope) with a harmless read."""
+    """Validates ``backend_url`` (and ``api_key``, the default scope) with a harmless read."""
 
     def _validate_credentials(self, credentials: dict[str, Any]) -> None:
         try:

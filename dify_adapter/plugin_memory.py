@@ -1,0 +1,83 @@
+"""The backend behind the Dify plugin's tools and endpoint: a memdock URL plus an optional key, opened
+once per process (opening embedded Chroma again and again leaks), and checked with a harmless read.
+
+The key goes where the backend reads it: ``?api_key=`` of a ``mem0+http(s)://`` URL, ``?password=`` of a
+``pgvector://`` / ``postgresql://`` URL. Other backends take no key, and giving one is an error (a Chroma
+server's token comes only from ``MEMDOCK_CHROMA_TOKEN`` in the plugin daemon's environment). A key already
+in the URL wins. Nothing here imports `dify_plugin`.
+"""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from memdock.errors import AuthenticationFailed, BackendUnavailable, InvalidInput, MemdockError
+from memdock.memory import Memory
+
+KEY_PARAMETERS = {"mem0+http": "api_key", "mem0+https": "api_key", "pgvector": "password", "postgresql": "password",
+                  "postgres": "password"}
+"""URL scheme -> the query parameter its backend reads a key from."""
+CHECK_SCOPE = "memdock-credentials-check"
+"""The user id of the throwaway scope `check_backend` counts in."""
+
+_memories: dict[str, Memory] = {}
+_memories_lock = threading.Lock()
+
+
+class CredentialsError(Exception):
+    """Settings that cannot open a working backend; the message says which setting and what is wrong."""
+
+
+def keyed_url(url: str | None, api_key: str | None) -> str:
+    """`url` with `api_key` placed where that backend reads it. `InvalidInput` (field ``backend_url`` or
+    ``api_key``) for an empty URL, or a key the backend cannot use."""
+    url = (url or "").strip()
+    if not url:
+        raise InvalidInput("is required (e.g. chroma+http://host:8000 or pgvector://user@host/db)", field="backend_url")
+    key = (api_key or "").strip()
+    if not key:
+        return url
+    parts = urlsplit(url)
+    parameter = KEY_PARAMETERS.get(parts.scheme)
+    if parameter is None:
+        raise InvalidInput(f"is not used by {parts.scheme or 'this'}:// backends; leave it empty", field="api_key")
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    params.setdefault(parameter, key)
+    return parts._replace(query=urlencode(params)).geturl()
+
+
+def open_memory(url: str | None, api_key: str | None = None) -> Memory:
+    """The `Memory` for `url` and `api_key`, opened on first use and then reused by every call of this
+    process. Raises memdock's typed errors (`InvalidInput` for a bad URL, `BackendUnavailable`, ...)."""
+    full = keyed_url(url, api_key)
+    with _memories_lock:
+        memory = _memories.get(full)
+        if memory is None:
+            memory = _memories[full] = Memory.open(full)
+        return memory
+
+
+def check_backend(url: str | None, api_key: str | None = None) -> Memory:
+    """Open the backend and count the memories of a throwaway scope (a read that changes nothing).
+    Raises `CredentialsError` with a message naming the setting and the problem; never the key itself."""
+    try:
+        memory = open_memory(url, api_key)
+        memory.count(user_id=CHECK_SCOPE)
+    except MemdockError as exc:
+        raise CredentialsError(explain(exc)) from None
+    return memory
+
+
+def explain(exc: MemdockError) -> str:
+    """A one-line account of why the backend cannot be used, for a person filling in the settings."""
+    if isinstance(exc, AuthenticationFailed):
+        return f"The backend refused the API key: {exc}"
+    if isinstance(exc, BackendUnavailable):
+        return f"Cannot reach the backend: {exc}"
+    if isinstance(exc, InvalidInput):
+        field = exc.field or "backend_url"
+        message = str(exc).removeprefix(f"{exc.field}: ")
+        where = {"api_key": "API key", "url": "Backend URL", "backend_url": "Backend URL"}.get(field)
+        return f"{where}: {message}" if where else f"Backend URL, parameter {field!r}: {message}"
+    return f"{type(exc).__name__}: {exc}"
