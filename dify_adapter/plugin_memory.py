@@ -1,5 +1,6 @@
 """The backend behind the Dify plugin's tools and endpoint: a memdock URL plus an optional key, opened
-once per process (opening embedded Chroma again and again leaks), and checked with a harmless read.
+once per process (opening embedded Chroma again and again leaks), checked with a harmless read, and
+closed when the process exits (pgvector's pool and mem0's HTTP client release their connections).
 
 The key goes where the backend reads it: ``?api_key=`` of a ``mem0+http(s)://`` URL, ``?password=`` of a
 ``pgvector://`` / ``postgresql://`` URL. Other backends take no key, and giving one is an error (a Chroma
@@ -9,6 +10,7 @@ in the URL wins. Nothing here imports `dify_plugin`.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -56,6 +58,16 @@ def open_memory(url: str | None, api_key: str | None = None) -> Memory:
         if memory is None:
             memory = _memories[full] = Memory.open(full)
         return memory
+
+
+@atexit.register
+def close_all() -> None:
+    """Close every `Memory` `open_memory` opened and forget them (the next call opens afresh). Runs at exit."""
+    with _memories_lock:
+        memories = list(_memories.values())
+        _memories.clear()
+    for memory in memories:
+        memory.close()
 
 
 def check_backend(url: str | None, api_key: str | None = None) -> Memory:

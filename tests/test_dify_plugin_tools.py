@@ -27,7 +27,7 @@ from memdock.dify_adapter import packaging
 from memdock.dify_adapter.difyignore import ignored, parse_ignore
 from memdock.dify_adapter.plugin_endpoint import answer_retrieval
 from memdock.dify_adapter.plugin_manifest import check_manifest
-from memdock.dify_adapter.plugin_memory import CredentialsError, check_backend, keyed_url, open_memory
+from memdock.dify_adapter.plugin_memory import CredentialsError, check_backend, close_all, keyed_url, open_memory
 from memdock.dify_adapter.plugin_tools import TOOL_NAMES, ToolOutput, run_tool, validate_credentials
 from memdock.errors import InvalidInput
 
@@ -202,6 +202,19 @@ def test_one_memory_per_url_and_key_per_process(tmp_path: Path) -> None:
     url = f"chroma://{tmp_path}/db?embedder=hash"
     assert open_memory(url) is open_memory(f" {url} ")
     assert open_memory(fresh_url()) is not open_memory(fresh_url())
+
+
+def test_close_all_closes_every_open_memory_and_the_next_call_reopens(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"chroma://{tmp_path}/db?embedder=hash"
+    first = open_memory(url)
+    first.add("kept across a close", user_id="u1")
+    closed: list[str] = []
+    monkeypatch.setattr(first.backend, "close", lambda: closed.append("chroma"))
+    close_all()
+    assert closed == ["chroma"]
+    again = open_memory(url)
+    assert again is not first and again.count(user_id="u1") == 1
 
 
 @pytest.mark.parametrize(("credentials", "says"), [
