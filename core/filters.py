@@ -5,7 +5,7 @@ Semantics (the contract):
 - A field is a scope id (`user_id`, `agent_id`, `run_id`, `app_id`) or a top-level metadata key.
 - `eq`/`in`/`gt`/`gte`/`lt`/`lte`/`contains`/`icontains` never match a record lacking the field;
   `ne`/`nin` DO match a record lacking the field; `exists` (`"*"` in mem0 JSON) matches a present field.
-- Booleans are not numbers: `True` does not equal `1`.
+- Booleans are not numbers: `True` does not equal `1`, also inside lists and objects (equality is JSON's).
 - Ordering operators take a number operand (else `InvalidFilter` at parse time) and raise
   `InvalidFilter` when a record's value for the field is present but not a number.
 - `in`/`nin` need a list operand. `contains` matches a substring of a string value or an element of a
@@ -82,9 +82,15 @@ def is_number(value: Any) -> bool:
 
 
 def values_equal(left: Any, right: Any) -> bool:
-    """Equality as filters see it: like ==, but a bool equals only a bool."""
+    """Equality as filters see it: JSON equality. Like ==, but a bool equals only a bool at any depth
+    (``[True]`` does not equal ``[1]``, nor ``{"a": True}`` ``{"a": 1}``), and a list equals a tuple with
+    equal items (both are JSON arrays)."""
     if isinstance(left, bool) or isinstance(right, bool):
         return type(left) is type(right) and left == right
+    if isinstance(left, list | tuple) and isinstance(right, list | tuple):
+        return len(left) == len(right) and all(values_equal(a, b) for a, b in zip(left, right, strict=True))
+    if isinstance(left, Mapping) and isinstance(right, Mapping):
+        return left.keys() == right.keys() and all(values_equal(left[key], right[key]) for key in left)
     return bool(left == right)
 
 

@@ -240,6 +240,19 @@ def test_bool_is_not_one() -> None:
     assert matches({"flag": {"nin": [True]}}, {"flag": 1})
 
 
+def test_bool_is_not_one_inside_lists_and_objects() -> None:
+    assert not matches({"v": {"eq": [1, 2]}}, {"v": [True, 2]})
+    assert matches({"v": {"eq": [1.0, 2]}}, {"v": [1, 2.0]})
+    assert matches({"v": {"eq": [True, [False]]}}, {"v": [True, [False]]})
+    assert not matches({"v": {"eq": {"a": 1}}}, {"v": {"a": True}})
+    assert matches({"v": {"eq": {"a": [1.0], "b": None}}}, {"v": {"b": None, "a": [1]}})
+    assert not matches({"v": {"eq": {"a": 1}}}, {"v": {"a": 1, "b": 2}})
+    assert matches({"v": {"ne": [0]}}, {"v": [False]})
+    assert not matches({"v": {"in": [[1], [0]]}}, {"v": [True]})
+    assert not matches({"v": {"contains": [1]}}, {"v": [[True]]})
+    assert matches({"v": {"contains": [True]}}, {"v": [[True]]})
+
+
 def test_int_equals_float() -> None:
     assert matches({"n": 1}, {"n": 1.0})
     assert matches({"n": 1.0}, {"n": 1})

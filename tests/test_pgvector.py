@@ -58,7 +58,8 @@ def memory(pg_url: str) -> Iterator[Memory]:
 DATASET: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("green tea every morning", {"kind": "drink", "rating": 5, "tags": ["tea", "green"], "vegan": True}, {}),
     ("black coffee after lunch", {"kind": "drink", "rating": 3.5, "tags": ["coffee"], "vegan": False}, {}),
-    ("drives a red hatchback", {"kind": "car", "rating": 2, "owner": {"name": "Ana"}}, {"agent_id": "a1"}),
+    ("drives a red hatchback", {"kind": "car", "rating": 2, "owner": {"name": "Ana", "licensed": True}},
+     {"agent_id": "a1"}),
     ("plays chess on Sundays", {"kind": "hobby", "rating": 4, "note": None, "tags": []}, {"run_id": "r1"}),
     ("Reads Science Fiction", {"kind": "Hobby", "flag": 1, "nums": [1, 2.0, True]}, {"agent_id": "a2"}),
     ("Straße und Meer", {"kind": "trip", "rating": "high", "note": "STRASSE"}, {}),
@@ -88,7 +89,10 @@ def answer(target: Memory, flt: Any) -> list[str] | str:
 
 
 FILTERS: list[Any] = [
-    {"kind": "drink"}, {"rating": 5.0}, {"flag": True}, {"flag": 1}, {"note": None}, {"owner": {"eq": {"name": "Ana"}}},
+    {"kind": "drink"}, {"rating": 5.0}, {"flag": True}, {"flag": 1}, {"note": None},
+    {"owner": {"eq": {"name": "Ana", "licensed": True}}},
+    {"owner": {"eq": {"name": "Ana", "licensed": 1}}}, {"nums": {"eq": [1, 2, True]}}, {"nums": {"eq": [1, 2, 1]}},
+    {"nums": {"in": [[1, 2.0, 1], [1.0, 2, True]]}}, {"nums": {"ne": [1, 2, 1]}},
     {"kind": {"ne": "drink"}}, {"kind": {"in": ["car", "hobby"]}}, {"rating": {"nin": [5, 2]}}, {"owner": "*"},
     {"note": {"exists": False}}, {"AND": [{"kind": "drink"}, {"vegan": True}]}, {"OR": [{"kind": "car"}, {"flag": 1}]},
     {"NOT": {"kind": "drink"}}, {"kind": "drink", "vegan": False}, {"rating": {"gt": 3.5}}, {"rating": {"gte": 3.5}},

@@ -15,7 +15,7 @@ DATASET: list[tuple[str, dict[str, Any]]] = [
     ("black coffee after lunch", {"kind": "drink", "rating": 3.5, "tags": ["coffee"], "vegan": False}),
     ("drives a red hatchback", {"kind": "car", "rating": 2, "owner": {"name": "Ana"}}),
     ("plays chess on Sundays", {"kind": "hobby", "rating": 4, "note": None}),
-    ("Reads Science Fiction", {"kind": "Hobby", "flag": 1}),
+    ("Reads Science Fiction", {"kind": "Hobby", "flag": 1, "nums": [1, True]}),
     ("has no metadata", {}),
 ]
 
@@ -50,6 +50,8 @@ CASES: list[tuple[str, dict[str, Any], Capability, str]] = [
     ("eq_string", {"kind": "drink"}, EQ, "eq matches equal strings only (case-sensitive)."),
     ("eq_number_int_equals_float", {"rating": 5.0}, EQ, "eq on numbers: 5 equals 5.0."),
     ("eq_bool_is_not_number", {"flag": True}, EQ, "eq True does not match the number 1."),
+    ("ne_list_bool_is_not_number", {"nums": {"ne": [1, 1]}}, EQ,
+     "inside lists too, True is not 1: [1, True] differs from [1, 1] (equality is JSON's)."),
     ("eq_null", {"note": None}, EQ, "eq null matches a stored null, not a missing field."),
     ("eq_object", {"owner": {"eq": {"name": "Ana"}}}, EQ, "eq on an object compares deeply."),
     ("ne_matches_missing_fields", {"kind": {"ne": "drink"}}, EQ, "ne includes records lacking the field."),
