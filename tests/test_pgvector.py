@@ -362,6 +362,39 @@ def test_nothing_listening_is_backend_unavailable_without_the_password() -> None
     assert "s3cret-pass" not in str(info.value)
 
 
+def test_the_password_comes_from_the_url_pgpassword_or_a_passfile(
+    own_server: PgServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    secret = "pw-Zq81-secret"
+    base = own_server.require_password("memdock_pw", secret, "memdock_pw_db") + "&embedder=hash&connect_timeout=2"
+    for variable in ("PGPASSWORD", "PGPASSFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
+
+    def opens(url: str) -> int:
+        with memdock.open(url) as opened:
+            opened.add(f"stored through {url.split('&application_name=')[-1]}", user_id="u1")
+            return opened.count(user_id="u1")
+
+    with pytest.raises(BackendUnavailable) as info:
+        opens(base + "&application_name=nopassword")
+    assert "password" in str(info.value), "the server must really demand a password, else this test proves nothing"
+    with_password = base.replace("memdock_pw@", f"memdock_pw:{secret}@")
+    assert opens(with_password + "&application_name=url") == 1
+    monkeypatch.setenv("PGPASSWORD", "wrong-Zq81-guess")
+    with pytest.raises(BackendUnavailable) as info:
+        opens(base + "&application_name=wrong")
+    assert "wrong-Zq81-guess" not in str(info.value) and "password authentication failed" in str(info.value)
+    monkeypatch.setenv("PGPASSWORD", secret)
+    assert opens(base + "&application_name=pgpassword") == 2
+    monkeypatch.delenv("PGPASSWORD")
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"*:*:memdock_pw_db:memdock_pw:{secret}\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    assert opens(base + "&application_name=passfile") == 3
+
+
 # -- injection ---------------------------------------------------------------------------------------------
 
 HOSTILE = ["u1'; DROP TABLE memdock_schema; --", 'x"); DROP TABLE t; --', "a' OR '1'='1", "%s", "$1", "?", "\\'",
@@ -410,6 +443,14 @@ def test_bad_url_parameters_are_named(pg_url: str, suffix: str, field: str) -> N
     with pytest.raises(InvalidInput) as info:
         memdock.open(pg_url + suffix + "&embedder=hash")
     assert info.value.field == field
+
+
+def test_the_location_in_messages_names_the_server_but_never_the_password() -> None:
+    tcp = settings_of("pgvector://me:pw-Zq81@db.example:6543/app?table=mem")
+    assert tcp.location() == "postgresql://me@db.example:6543/app?table=mem"
+    socket = settings_of("postgresql://me:pw-Zq81@/app?host=/run/postgresql&port=5433&table=mem")
+    assert socket.location() == "postgresql://me@/app?host=/run/postgresql&port=5433&table=mem"
+    assert "pw-Zq81" in socket.conninfo(), "the password still reaches libpq"
 
 
 def test_url_forms_select_the_same_store(pg_url: str) -> None:
