@@ -27,7 +27,7 @@ from memdock.backend import Backend, BackendSettings, BackendSpec, BackendURL
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
 from memdock.errors import BackendUnavailable, EmbedderMismatch, InvalidInput, MemdockError
-from memdock.filters import And, Comparison, Filter, evaluate
+from memdock.filters import And, Comparison, Filter, evaluate, may_raise
 from memdock.hookspecs import hookimpl
 from memdock.models import SCOPE_FIELDS, HistoryEvent, MemoryRecord, Page, Scope, SearchHit
 from memdock.pagination import page_of
@@ -141,12 +141,16 @@ def _from_chroma(memory_id: str, text: str, meta: dict[str, Any], vector: Any = 
 
 
 def _pushable(expr: Filter | None) -> list[dict[str, Any]]:
-    """Chroma clauses that every record matching `expr` satisfies (string eq/in in a top-level AND)."""
+    """Chroma clauses that every record matching `expr` satisfies (string eq/in in a top-level AND),
+    taken only up to the first item that may raise, so every record on which the reference evaluator
+    would raise `InvalidFilter` is still a candidate."""
     if expr is None:
         return []
     items = expr.items if isinstance(expr, And) else (expr,)
     clauses: list[dict[str, Any]] = []
     for item in items:
+        if may_raise(item):
+            break
         if not isinstance(item, Comparison) or item.op not in ("eq", "in"):
             continue
         values = [item.value] if item.op == "eq" else list(item.value)

@@ -244,3 +244,15 @@ def referenced_fields(expr: Filter) -> set[str]:
     if isinstance(expr, Not):
         return referenced_fields(expr.item)
     return {expr.field}
+
+
+def may_raise(expr: Filter) -> bool:
+    """Could `evaluate(expr, record)` raise `InvalidFilter` for some record (does it hold an ordering
+    operator)? A backend that narrows candidates before evaluating may push down an item of a top-level
+    And only if no item before it may raise: `evaluate` goes left to right and stops at the first false
+    item, so a record excluded earlier than the reference would exclude it must not hide a raise."""
+    if isinstance(expr, And | Or):
+        return any(may_raise(item) for item in expr.items)
+    if isinstance(expr, Not):
+        return may_raise(expr.item)
+    return isinstance(expr, Comparison) and expr.op in ORDERING_OPS

@@ -20,6 +20,7 @@ from memdock.filters import (
     coerce_filter,
     evaluate,
     matches_all,
+    may_raise,
     parse_mem0_filter,
     referenced_fields,
 )
@@ -400,6 +401,11 @@ def test_referenced_fields() -> None:
     expr = parse_mem0_filter({"AND": [{"a": 1}, {"OR": [{"b": 2}, {"NOT": {"c": "*"}}]}]})
     assert referenced_fields(expr) == {"a", "b", "c"}
 
+
+
+def test_may_raise_spots_an_ordering_operator_at_any_depth() -> None:
+    assert may_raise(parse_mem0_filter({"AND": [{"a": 1}, {"OR": [{"b": 2}, {"NOT": {"c": {"lt": 3}}}]}]}))
+    assert not may_raise(parse_mem0_filter({"AND": [{"a": {"in": [1, 2]}}, {"NOT": {"b": {"contains": "x"}}}]}))
 
 # -- properties ------------------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from memdock.capabilities import Capability
@@ -92,6 +93,34 @@ def check_ordering_on_a_stored_string_raises(ctx: CheckContext) -> None:
     except InvalidFilter:
         return
     raise AssertionError("expected InvalidFilter")
+
+
+@check("filters", requires=Capability.FILTER_RANGE)
+def check_a_raise_follows_the_evaluation_order(ctx: CheckContext) -> None:
+    """AND is evaluated left to right and stops at the first false item, raises included: with a stored
+    string under `rating`, `rating > 1 AND kind = car` raises InvalidFilter (the string is compared before
+    `kind` rules its record out) in list, count and search, while `kind = car AND rating > 1` finds the car.
+
+    Troubleshooting: narrowing candidates by a condition that comes after an ordering operator hides the
+    raise; push down only the items before it (`memdock.filters.may_raise`), or compile the raise itself.
+    """
+    ctx.memory.add("rated in words", user_id=ctx.user, metadata={"kind": "drink", "rating": "high"})
+    ctx.memory.add("rated in numbers", user_id=ctx.user, metadata={"kind": "car", "rating": 2})
+    raising = {"AND": [{"rating": {"gt": 1}}, {"kind": "car"}]}
+    calls: dict[str, Callable[[], object]] = {
+        "list": lambda: ctx.memory.list(user_id=ctx.user, filter=raising),
+        "count": lambda: ctx.memory.count(user_id=ctx.user, filter=raising),
+        "search": lambda: ctx.memory.search("rated", user_id=ctx.user, filter=raising),
+    }
+    for name, call in calls.items():
+        try:
+            call()
+        except InvalidFilter:
+            continue
+        raise AssertionError(f"{name} {raising}: expected InvalidFilter (the reference raises on 'rated in words')")
+    safe = {"AND": [{"kind": "car"}, {"rating": {"gt": 1}}]}
+    listed = [r.text for r in ctx.memory.list(user_id=ctx.user, filter=safe).items]
+    assert listed == ["rated in numbers"], f"list {safe}: got {listed}"
 
 
 @check("filters")
