@@ -180,11 +180,16 @@ class Mem0Backend(Backend):
 
     def find_duplicate(self, scope: Scope, text: str, text_hash: str) -> MemoryRecord | None:
         """A memory of exactly this scope and text: the service's search ranks an identical text first,
-        so its best candidates are compared with memdock's own hash (mem0's hash differs)."""
-        for item in self._dialect.search(text, self._ids(scope), DEDUP_CANDIDATES):
-            record = self._record(item, scope)
+        so its best candidates are compared with memdock's own hash (mem0's hash differs). When every
+        candidate is this text in a narrower scope (``user_id=u`` also finds ``u``'s agents' memories), the
+        copy in exactly this scope may rank behind them: then the whole scope is read (`find_by_hash`)."""
+        candidates = [self._record(item, scope) for item in self._dialect.search(text, self._ids(scope),
+                                                                                 DEDUP_CANDIDATES)]
+        for record in candidates:
             if record.scope == scope and record.hash == text_hash:
                 return record
+        if len(candidates) >= DEDUP_CANDIDATES and all(r.hash == text_hash for r in candidates):
+            return self.find_by_hash(scope, text_hash)
         return None
 
     def search(

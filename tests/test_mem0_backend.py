@@ -17,6 +17,7 @@ from memdock_server import backend_url, memdock_server
 import memdock
 from memdock import Memory, MemoryNotFound, Unsupported
 from memdock.capabilities import Capability
+from memdock.models import EventKind
 
 DIALECT_PATHS = {"server": "mem0", "mem0ai-api": "mem0ai-api"}
 
@@ -70,6 +71,18 @@ def test_scopes_never_leak(memory: Memory) -> None:
         memory.get(secret.id, scope=memdock.Scope(user_id=u2))
     assert memory.delete_all(user_id=u2) == 1
     assert memory.get(secret.id).text == "u1's locker code is 4711"
+
+
+def test_a_duplicate_is_found_behind_copies_in_narrower_scopes(memory: Memory) -> None:
+    """The copies tie in the service's ranking; 40 of them fill every dedup candidate most of the time."""
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    for n in range(40):
+        memory.add("same words everywhere", user_id=user, agent_id=f"a{n}")
+    [first] = memory.add("same words everywhere", user_id=user)
+    for _ in range(3):
+        [again] = memory.add("same words everywhere", user_id=user)
+        assert (again.event, again.record.id) == (EventKind.NONE, first.record.id)
+    assert memory.count(user_id=user) == 41
 
 
 def test_app_id_and_expiry_are_refused_not_faked(memory: Memory) -> None:
