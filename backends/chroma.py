@@ -304,8 +304,8 @@ class ChromaBackend(Backend):
             for n, i in enumerate(got["ids"][0])
         ]
         if len(hits) < limit and self._scope_size(scope) > len(hits):
-            # Chroma's scope-filtered index search can stop short of the scope (seen with chromadb 1.5 on
-            # collections holding many identical vectors): rank the whole scope exactly instead.
+            # Chroma's scope-filtered index search can stop short of the scope (seen with chromadb 1.5.9 in
+            # a long-running server after many adds and deletes; not reproducible on demand): rank exactly.
             return rank_by_cosine(vector, self._candidates(scope, None, vectors=True), limit)
         return sorted(hits, key=lambda h: (-h.score, h.record.id))
 
