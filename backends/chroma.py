@@ -11,7 +11,7 @@ Filters: a conjunction of string equalities / memberships on scope ids and metad
 Chroma ``where`` clause as a NECESSARY condition; the whole filter is then evaluated with the reference
 evaluator on those candidates, so results are exactly the reference semantics and nothing is dropped.
 Search without a filter uses Chroma's index within the scope; when it answers with fewer hits than the
-scope holds and the limit asks for, the scope is ranked exactly instead (never too few hits).
+limit asks for, the scope is ranked exactly instead (never too few hits).
 History lives in a companion collection ``<collection>_history``.
 """
 
@@ -281,9 +281,9 @@ class ChromaBackend(Backend):
     def search(
         self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
     ) -> list[SearchHit]:
-        """Without a filter, Chroma's cosine index within the scope (or, when the index returns fewer hits
-        than both `limit` and the scope's size, exact cosine over the scope: never too few hits); with a
-        filter, exact cosine over the candidates the filter leaves (evaluated with the reference evaluator)."""
+        """Without a filter, Chroma's cosine index within the scope (or, when the index returns fewer than
+        `limit` hits, exact cosine over the scope: never too few hits); with a filter, exact cosine over the
+        candidates the filter leaves (evaluated with the reference evaluator)."""
         if vector is None:
             raise InvalidInput("the Chroma backend needs a query vector", field="vector")
         if where is None:
@@ -303,15 +303,12 @@ class ChromaBackend(Backend):
                       score=cosine_distance_to_score(float(got["distances"][0][n])))
             for n, i in enumerate(got["ids"][0])
         ]
-        if len(hits) < limit and self._scope_size(scope) > len(hits):
-            # Chroma's scope-filtered index search can stop short of the scope (seen with chromadb 1.5.9 in
-            # a long-running server after many adds and deletes; not reproducible on demand): rank exactly.
+        if len(hits) < limit:
+            # The scope holds fewer records than the limit, or Chroma's scope-filtered index search stopped
+            # short of the scope (seen with chromadb 1.5.9 in a long-running server after many adds and
+            # deletes; not reproducible on demand): either way, rank the whole scope exactly.
             return rank_by_cosine(vector, self._candidates(scope, None, vectors=True), limit)
         return sorted(hits, key=lambda h: (-h.score, h.record.id))
-
-    def _scope_size(self, scope: Scope) -> int:
-        """How many live records the scope holds (ids only)."""
-        return len(self._guard(lambda: self._collection.get(where=_and(self._base(scope)), include=[]))["ids"])
 
     def list(self, scope: Scope, where: Filter | None, limit: int, cursor: str | None) -> Page:
         """A keyset page ordered by (created_at, id)."""

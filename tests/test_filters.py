@@ -402,10 +402,10 @@ def test_referenced_fields() -> None:
     assert referenced_fields(expr) == {"a", "b", "c"}
 
 
-
 def test_may_raise_spots_an_ordering_operator_at_any_depth() -> None:
     assert may_raise(parse_mem0_filter({"AND": [{"a": 1}, {"OR": [{"b": 2}, {"NOT": {"c": {"lt": 3}}}]}]}))
     assert not may_raise(parse_mem0_filter({"AND": [{"a": {"in": [1, 2]}}, {"NOT": {"b": {"contains": "x"}}}]}))
+
 
 # -- properties ------------------------------------------------------------------------------------------
 

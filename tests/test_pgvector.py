@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -363,36 +364,35 @@ def test_nothing_listening_is_backend_unavailable_without_the_password() -> None
 
 
 def test_the_password_comes_from_the_url_pgpassword_or_a_passfile(
-    own_server: PgServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+    own_server: PgServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """Each attempt has its own application_name, so it gets its own connection pool."""
     secret = "pw-Zq81-secret"
     base = own_server.require_password("memdock_pw", secret, "memdock_pw_db") + "&embedder=hash&connect_timeout=2"
-    for variable in ("PGPASSWORD", "PGPASSFILE"):
-        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
     monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
 
-    def opens(url: str) -> int:
-        with memdock.open(url) as opened:
-            opened.add(f"stored through {url.split('&application_name=')[-1]}", user_id="u1")
+    def opens(url: str, source: str) -> int:
+        with memdock.open(f"{url}&application_name={source}") as opened:
+            opened.add(f"stored through {source}", user_id="u1")
             return opened.count(user_id="u1")
 
     with pytest.raises(BackendUnavailable) as info:
-        opens(base + "&application_name=nopassword")
+        opens(base, "nopassword")
     assert "password" in str(info.value), "the server must really demand a password, else this test proves nothing"
-    with_password = base.replace("memdock_pw@", f"memdock_pw:{secret}@")
-    assert opens(with_password + "&application_name=url") == 1
+    assert opens(base.replace("memdock_pw@", f"memdock_pw:{secret}@"), "url") == 1
     monkeypatch.setenv("PGPASSWORD", "wrong-Zq81-guess")
     with pytest.raises(BackendUnavailable) as info:
-        opens(base + "&application_name=wrong")
+        opens(base, "wrong")
     assert "wrong-Zq81-guess" not in str(info.value) and "password authentication failed" in str(info.value)
     monkeypatch.setenv("PGPASSWORD", secret)
-    assert opens(base + "&application_name=pgpassword") == 2
+    assert opens(base, "pgpassword") == 2
     monkeypatch.delenv("PGPASSWORD")
     passfile = tmp_path / "pgpass"
     passfile.write_text(f"*:*:memdock_pw_db:memdock_pw:{secret}\n")
     passfile.chmod(0o600)
     monkeypatch.setenv("PGPASSFILE", str(passfile))
-    assert opens(base + "&application_name=passfile") == 3
+    assert opens(base, "passfile") == 3
 
 
 # -- injection ---------------------------------------------------------------------------------------------
