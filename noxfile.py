@@ -16,7 +16,7 @@ def tests(session: nox.Session) -> None:
     patches the whole process with gevent."""
     session.install(".[test]")
     session.run("pytest", *session.posargs)
-    session.run("pytest", "tests_dify", *session.posargs)
+    session.run("pytest", "tests/dify_adapter/plugin_sdk", *session.posargs)
 
 
 @nox.session(python=PYTHON)

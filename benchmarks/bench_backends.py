@@ -30,7 +30,7 @@ import numpy as np
 
 from memdock.backend import Backend, BackendURL
 from memdock.backends.chroma import ChromaBackend, ChromaSettings
-from memdock.backends.pgvector import PgvectorBackend, PgvectorSettings
+from memdock.backends.pgvector.backend import PgvectorBackend, PgvectorSettings
 from memdock.backends.reference import ReferenceBackend, ReferenceSettings
 from memdock.embedding import Embedder
 from memdock.filters import Comparison

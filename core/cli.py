@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from memdock.dify_adapter.serve import add_arguments as serve_arguments
+from memdock.dify_adapter.server.serve import add_arguments as serve_arguments
 from memdock.errors import InvalidInput, MemdockError
 from memdock.memory import Memory
 from memdock.models import HistoryEvent, MemoryRecord, Scope, SearchHit, WriteResult
@@ -186,7 +186,7 @@ def _backends(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from memdock.dify_adapter.serve import run  # FastAPI and uvicorn are only imported when serving
+    from memdock.dify_adapter.server.serve import run  # FastAPI and uvicorn are only imported when serving
 
     return run(args)
 
@@ -194,7 +194,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _dify_package(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from memdock.dify_adapter.packaging import build_package
+    from memdock.dify_adapter.packaging.package import build_package
 
     built = build_package(Path(args.output))
     print(f"{built} ({built.stat().st_size} bytes)")
@@ -202,7 +202,7 @@ def _dify_package(args: argparse.Namespace) -> int:
 
 
 def _openapi(args: argparse.Namespace) -> int:
-    from memdock.dify_adapter.app import create_app
+    from memdock.dify_adapter.server.app import create_app
 
     with Memory.open("memory://?embedder=hash") as memory:
         document = json.dumps(create_app(memory).openapi(), indent=2, ensure_ascii=False) + "\n"

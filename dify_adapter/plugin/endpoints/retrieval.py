@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dify_plugin import Endpoint
 from werkzeug import Request, Response
 
-from memdock.dify_adapter.plugin_endpoint import answer_retrieval
+from memdock.dify_adapter.plugin_logic.endpoint import answer_retrieval
 
 
 class RetrievalEndpoint(Endpoint):

@@ -5,8 +5,8 @@ from typing import Any
 from dify_plugin import ToolProvider
 from dify_plugin.errors.tool import ToolProviderCredentialValidationError
 
-from memdock.dify_adapter.plugin_memory import CredentialsError
-from memdock.dify_adapter.plugin_tools import validate_credentials
+from memdock.dify_adapter.plugin_logic.backend import CredentialsError
+from memdock.dify_adapter.plugin_logic.tools import validate_credentials
 
 
 class MemdockProvider(ToolProvider):

@@ -1,4 +1,4 @@
-"""The `add_memory` tool: a thin Dify `Tool` over `memdock.dify_adapter.plugin_tools`."""
+"""The `add_memory` tool: a thin Dify `Tool` over `memdock.dify_adapter.plugin_logic.tools`."""
 
 from collections.abc import Generator
 from typing import Any
@@ -6,7 +6,7 @@ from typing import Any
 from dify_plugin import Tool
 from dify_plugin.entities.tool import ToolInvokeMessage
 
-from memdock.dify_adapter.plugin_tools import as_messages, run_tool
+from memdock.dify_adapter.plugin_logic.tools import as_messages, run_tool
 
 
 class AddMemoryTool(Tool):

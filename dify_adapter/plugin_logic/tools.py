@@ -1,0 +1,251 @@
+"""What the Dify plugin's tools do, without importing `dify_plugin` (which patches the whole process with
+gevent): each tool is `run_tool(name, credentials, parameters)`, returning `ToolOutput`s that the thin
+`Tool` classes in the plugin folder turn into Dify messages with `as_messages`.
+
+Credentials (the provider's settings in Dify): ``backend_url`` (any memdock URL), optional ``api_key``
+(a mem0 service's key, or PostgreSQL's password; see `memdock.dify_adapter.plugin_logic.backend`), optional
+``default_user_id`` / ``default_agent_id`` (used when a call names no scope id). One `Memory` is opened per
+backend and process, and reused.
+
+Parameters (strings unless noted; the tool YAML files declare exactly the ones each tool reads):
+``user_id``, ``agent_id``, ``run_id`` on every tool; ``text`` or a ``user``/``assistant`` pair and
+``metadata`` (JSON object) for ``add_memory``; ``query``, ``top_k`` (number), ``threshold`` (number) and
+``filters`` (JSON object, mem0 style) for ``search_memory``; ``memory_id`` for the tools on one memory.
+
+Every tool yields a JSON message and a short text; ``search_memory`` also yields the variable
+``memories``, a text block an LLM node can take. memdock's errors (bad JSON, no scope, a missing memory,
+an unreachable backend) never escape: they come back as JSON ``{"error": {"type", "message", "field"}}``
+and a text starting with ``Error:``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from memdock.dify_adapter.plugin_logic.backend import CredentialsError, check_backend, open_memory
+from memdock.errors import InvalidInput, MemdockError
+from memdock.memory import Memory
+from memdock.models import HistoryEvent, MemoryRecord, Scope, WriteResult
+from memdock.validation import make_scope
+
+SCOPE_PARAMETERS = ("user_id", "agent_id", "run_id")
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    """One message: ``json`` (an object), ``text`` (a string) or ``variable`` (`name` = `value`)."""
+
+    kind: Literal["json", "text", "variable"]
+    value: Any
+    name: str = ""
+
+
+def memory_for(credentials: Mapping[str, Any]) -> Memory:
+    """The open Memory the credentials select (opened once per URL and key, per process)."""
+    return open_memory(credentials.get("backend_url"), credentials.get("api_key"))
+
+
+def validate_credentials(credentials: Mapping[str, Any]) -> None:
+    """Open the backend, make a harmless read and check the default scope ids. `CredentialsError` says
+    which credential is wrong and how (unknown scheme, unreachable server, refused key, bad id)."""
+    check_backend(credentials.get("backend_url"), credentials.get("api_key"))
+    try:
+        default_scope(credentials)
+    except InvalidInput as exc:
+        raise CredentialsError(f"Default scope: {exc}") from None
+
+
+def default_scope(credentials: Mapping[str, Any]) -> dict[str, str]:
+    """The scope ids the credentials give for calls that name none."""
+    ids = {"user_id": credentials.get("default_user_id"), "agent_id": credentials.get("default_agent_id")}
+    clean = {k: str(v).strip() for k, v in ids.items() if v is not None and str(v).strip()}
+    make_scope(None, clean, required=False)
+    return clean
+
+
+def as_messages(tool: Any, outputs: list[ToolOutput]) -> Iterator[Any]:
+    """Dify messages for `outputs`, made by a `dify_plugin` Tool's own ``create_*_message`` methods."""
+    for output in outputs:
+        if output.kind == "json":
+            yield tool.create_json_message(output.value)
+        elif output.kind == "text":
+            yield tool.create_text_message(output.value)
+        else:
+            yield tool.create_variable_message(output.name, output.value)
+
+
+def run_tool(name: str, credentials: Mapping[str, Any], parameters: Mapping[str, Any]) -> list[ToolOutput]:
+    """Run one tool; memdock errors become error outputs instead of exceptions."""
+    if name not in _TOOLS:
+        raise ValueError(f"unknown tool {name!r}")
+    try:
+        memory = memory_for(credentials)
+        return _TOOLS[name](memory, _Call(credentials, parameters))
+    except MemdockError as exc:
+        error = {"type": type(exc).__name__, "message": str(exc), "field": getattr(exc, "field", None)}
+        return [ToolOutput("json", {"error": error}), ToolOutput("text", f"Error: {exc}")]
+
+
+class _Call:
+    """The parameters of one call, read with clear errors naming the parameter."""
+
+    def __init__(self, credentials: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:
+        self.credentials = credentials
+        self.parameters = parameters
+
+    def text(self, name: str) -> str | None:
+        value = self.parameters.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str):
+            raise InvalidInput("must be a string", field=name)
+        return value
+
+    def required(self, name: str) -> str:
+        value = self.text(name)
+        if value is None:
+            raise InvalidInput("is required", field=name)
+        return value
+
+    def json_object(self, name: str) -> dict[str, Any] | None:
+        raw = self.parameters.get(name)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        if isinstance(raw, Mapping):
+            return dict(raw)
+        try:
+            value = json.loads(raw) if isinstance(raw, str) else raw
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"is not valid JSON ({exc.msg} at position {exc.pos})", field=name) from None
+        if not isinstance(value, dict):
+            raise InvalidInput("must be a JSON object", field=name)
+        return value
+
+    def number(self, name: str, default: float | None) -> float | None:
+        value = self.parameters.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return default
+        try:
+            number = None if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not math.isfinite(number):
+            raise InvalidInput("must be a number", field=name)
+        return number
+
+    def integer(self, name: str, default: int) -> int:
+        value = self.number(name, float(default))
+        if value is None or value != int(value):
+            raise InvalidInput("must be a whole number", field=name)
+        return int(value)
+
+    def scope(self, *, required: bool) -> Scope | None:
+        """The call's scope ids, else the credentials' defaults."""
+        ids = {name: self.text(name) for name in SCOPE_PARAMETERS}
+        if not any(ids.values()):
+            ids = {**ids, **default_scope(self.credentials)}
+        scope = make_scope(None, ids, required=required)
+        return None if scope.is_empty() else scope
+
+
+def _record(record: MemoryRecord, score: float | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": record.id, "memory": record.text, "metadata": record.metadata,
+                            **record.scope.ids(), "created_at": record.created_at.isoformat(),
+                            "updated_at": record.updated_at.isoformat()}
+    if score is not None:
+        data["score"] = round(score, 6)
+    return data
+
+
+def _counted(n: int, verb: str) -> str:
+    return f"{verb} {n} memor{'y' if n == 1 else 'ies'}"
+
+
+def _written(result: WriteResult) -> dict[str, Any]:
+    return {"event": result.event.value, **_record(result.record)}
+
+
+def _event(event: HistoryEvent) -> dict[str, Any]:
+    return {"id": event.id, "memory_id": event.memory_id, "event": event.event.value, "old_memory": event.old_text,
+            "new_memory": event.new_text, "old_metadata": event.old_metadata, "new_metadata": event.new_metadata,
+            "created_at": event.created_at.isoformat()}
+
+
+def _add(memory: Memory, call: _Call) -> list[ToolOutput]:
+    scope = call.scope(required=True)
+    text, user, assistant = call.text("text"), call.text("user"), call.text("assistant")
+    if text is not None and (user or assistant):
+        raise InvalidInput("give text, or a user/assistant message pair, not both", field="text")
+    data: Any = text
+    if text is None:
+        messages = [{"role": role, "content": content} for role, content in (("user", user), ("assistant", assistant))
+                    if content is not None]
+        if not messages:
+            raise InvalidInput("give text, or user and/or assistant messages", field="text")
+        data = messages
+    results = memory.add(data, scope=scope, metadata=call.json_object("metadata"))
+    stored = sum(1 for r in results if r.event.value == "ADD")
+    summary = _counted(stored, "Stored") + (f", {len(results) - stored} already known" if stored < len(results) else "")
+    return [ToolOutput("json", {"results": [_written(r) for r in results]}), ToolOutput("text", summary)]
+
+
+def _search(memory: Memory, call: _Call) -> list[ToolOutput]:
+    hits = memory.search(call.required("query"), scope=call.scope(required=True), filter=call.json_object("filters"),
+                         limit=call.integer("top_k", 5), threshold=call.number("threshold", None))
+    block = "\n".join(f"- {h.record.text}" for h in hits)
+    return [
+        ToolOutput("json", {"results": [_record(h.record, h.score) for h in hits]}),
+        ToolOutput("text", _counted(len(hits), "Found") + (f":\n{block}" if hits else ".")),
+        ToolOutput("variable", block, name="memories"),
+    ]
+
+
+def _get_all(memory: Memory, call: _Call) -> list[ToolOutput]:
+    limit = call.integer("top_k", 100)
+    page = memory.list(scope=call.scope(required=True), filter=call.json_object("filters"), limit=limit)
+    more = page.next_cursor is not None
+    items = [_record(r) for r in page.items]
+    text = _counted(len(items), "Listed") + (" (more exist; raise top_k)" if more else "")
+    return [ToolOutput("json", {"memories": items, "count": len(items), "more": more}), ToolOutput("text", text)]
+
+
+def _get(memory: Memory, call: _Call) -> list[ToolOutput]:
+    record = memory.get(call.required("memory_id"), scope=call.scope(required=False))
+    return [ToolOutput("json", _record(record)), ToolOutput("text", record.text)]
+
+
+def _update(memory: Memory, call: _Call) -> list[ToolOutput]:
+    result = memory.update(call.required("memory_id"), text=call.text("text"), metadata=call.json_object("metadata"),
+                           scope=call.scope(required=False))
+    return [ToolOutput("json", _written(result)), ToolOutput("text", f"{result.event.value} {result.record.id}")]
+
+
+def _delete(memory: Memory, call: _Call) -> list[ToolOutput]:
+    result = memory.delete(call.required("memory_id"), scope=call.scope(required=False))
+    return [ToolOutput("json", _written(result)), ToolOutput("text", f"Deleted {result.record.id}")]
+
+
+def _delete_all(memory: Memory, call: _Call) -> list[ToolOutput]:
+    deleted = memory.delete_all(scope=call.scope(required=True), filter=call.json_object("filters"))
+    return [ToolOutput("json", {"deleted": deleted}), ToolOutput("text", _counted(deleted, "Deleted"))]
+
+
+def _history(memory: Memory, call: _Call) -> list[ToolOutput]:
+    events = memory.history(call.required("memory_id"), scope=call.scope(required=False))
+    lines = "\n".join(f"{e.created_at.isoformat()} {e.event.value}: {e.old_text!r} -> {e.new_text!r}" for e in events)
+    return [ToolOutput("json", {"history": [_event(e) for e in events]}),
+            ToolOutput("text", lines or "No history recorded")]
+
+
+_TOOLS: dict[str, Callable[[Memory, _Call], list[ToolOutput]]] = {
+    "add_memory": _add, "search_memory": _search, "get_all_memories": _get_all, "get_memory": _get,
+    "update_memory": _update, "delete_memory": _delete, "delete_all_memories": _delete_all,
+    "get_memory_history": _history,
+}
+
+TOOL_NAMES = tuple(_TOOLS)
+"""The tools, in the order the provider YAML lists them."""

@@ -1,0 +1,78 @@
+"""The memdock HTTP server as an ASGI app: one open `Memory`, four APIs at configurable mount points,
+request ids, body limits and access logs. `create_app` is all `memdock serve` and the tests need.
+
+Routes are plain (synchronous) functions where they call the backend, so FastAPI runs them in its thread
+pool: a slow backend call never blocks the event loop, and ``/healthz`` (which touches no backend)
+stays responsive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import APIRouter, FastAPI
+
+from memdock.dify_adapter.server.config import ServerConfig
+from memdock.dify_adapter.server.mem0_server import mem0_server_router
+from memdock.dify_adapter.server.mem0ai_api import mem0ai_api_router
+from memdock.dify_adapter.server.middleware import RequestContextMiddleware
+from memdock.dify_adapter.server.native import native_router
+from memdock.dify_adapter.server.retrieval import retrieval_router
+from memdock.errors import InvalidInput
+from memdock.memory import Memory
+
+ROUTERS = {
+    "native": native_router,
+    "retrieval": retrieval_router,
+    "mem0-server": mem0_server_router,
+    "mem0ai-api": mem0ai_api_router,
+}
+
+
+def memdock_version() -> str:
+    """The installed memdock version ("unknown" when run from an uninstalled tree)."""
+    try:
+        return version("memdock")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def create_app(memory: Memory, config: ServerConfig | None = None, *, close_memory: bool = False) -> FastAPI:
+    """The server app over `memory`. With `close_memory`, the Memory is closed when the app shuts down.
+    Raises `InvalidInput` (field ``mount``) when two mem0 dialects would share a mount point."""
+    config = config or ServerConfig()
+    mem0_mounts = [config.mounts.get(n) for n in ("mem0-server", "mem0ai-api") if config.mounts.get(n) is not None]
+    if len(set(mem0_mounts)) != len(mem0_mounts):
+        raise InvalidInput("the mem0-server and mem0ai-api dialects need different mount points", field="mount")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_memory:
+            memory.close()
+
+    app = FastAPI(
+        title="memdock",
+        version=memdock_version(),
+        description="A pluggable memory layer for AI agents: memdock's native API, Dify's External Knowledge "
+        "API and mem0-compatible APIs over one memory backend.",
+        lifespan=lifespan,
+    )
+    app.state.memory = memory
+    app.state.config = config
+
+    health = APIRouter(tags=["health"])
+
+    @health.get("/healthz", summary="Liveness: answers without touching the backend")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": app.version}
+
+    app.include_router(health)
+    for name, make_router in ROUTERS.items():
+        prefix = config.mounts.get(name)
+        if prefix is not None:
+            app.include_router(make_router(), prefix=prefix)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=config.max_body_bytes)
+    return app

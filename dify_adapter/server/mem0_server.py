@@ -1,0 +1,265 @@
+"""The self-hosted mem0 server's REST dialect (mounted under ``/mem0`` by default), answered by memdock.
+
+An app or plugin built for mem0's server works against memdock by changing its base URL. Shapes follow
+the recorded exchanges with the real server (shared/reference/mem0-server-transcripts.jsonl): ``POST
+/memories`` -> ``{"results": [{"id", "memory", "event", ...}]}``; a missing id on ``GET /memories/{id}``
+answers 200 with ``null``; history is a bare list and survives deletion; errors are ``{"detail": ...}``
+(400 bad input, 401 no or wrong key with ``WWW-Authenticate: Bearer``, 404 missing, 422 malformed body).
+
+Where memdock differs, on purpose: messages are always stored verbatim (``infer`` is accepted and
+ignored: memdock calls no LLM); a request with no scope id is refused (400) instead of listing every
+user's memories; an unknown id answers as missing instead of 502; backend outages answer 503.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import Response
+
+from memdock.dify_adapter.server.access import (
+    Caller,
+    CallerDep,
+    Forbidden,
+    MemoryDep,
+    Unauthenticated,
+    request_caller,
+)
+from memdock.dify_adapter.server.errors import headers_for, status_of, translating_route
+from memdock.errors import InvalidInput, MemoryNotFound, Unsupported
+from memdock.filters import Filter, parse_mem0_filter
+from memdock.formats.mem0 import (
+    MEM0_SCOPE_FIELDS,
+    NO_ROLE_MARKER,
+    add_result_items,
+    event_to_history_entry,
+    record_to_item,
+)
+from memdock.memory import Memory
+from memdock.models import MemoryRecord, Scope
+from memdock.validation import MAX_LIMIT, make_scope
+
+NO_SCOPE = "At least one identifier (user_id, agent_id, run_id) is required."
+NO_SEARCH_SCOPE = "filters must contain at least one of: user_id, agent_id, run_id. Example: filters={'user_id': 'u1'}"
+
+
+class Mem0Message(BaseModel):
+    """A chat message as mem0 takes it (extra keys such as ``name`` are ignored, as mem0 does)."""
+
+    role: str
+    content: str
+
+
+class Mem0AddRequest(BaseModel):
+    """``POST /memories``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    messages: list[Mem0Message]
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    infer: bool | None = None
+    expiration_date: str | None = None
+    memory_type: str | None = None
+
+
+class Mem0SearchRequest(BaseModel):
+    """``POST /search``: scope ids belong inside ``filters`` (top-level ids are accepted, deprecated)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    query: str
+    filters: dict[str, Any] | None = None
+    top_k: int | None = None
+    limit: int | None = None
+    threshold: float | None = None
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+
+
+class Mem0UpdateRequest(BaseModel):
+    """``PUT /memories/{id}``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    text: str | None = None
+    metadata: dict[str, Any] | None = None
+    expiration_date: str | None = None
+
+
+def mem0_server_error(request: Request, exc: Exception) -> Response:
+    """mem0's error bodies: ``{"detail": ...}``; request validation keeps FastAPI's detail list."""
+    if isinstance(exc, RequestValidationError):
+        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+    status = status_of(exc)
+    if isinstance(exc, InvalidInput):
+        status = 400
+    detail = str(exc)
+    if isinstance(exc, MemoryNotFound):
+        detail = f"Memory with id {exc.memory_id} not found"
+    elif isinstance(exc, Unauthenticated):
+        detail = "Authentication required. Provide a Bearer token or X-API-Key header."
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers_for(status))
+
+
+def expiry_of(expiration_date: str | None) -> datetime | None:
+    """mem0's ``expiration_date`` (YYYY-MM-DD): the memory lives through that day (UTC)."""
+    if expiration_date is None:
+        return None
+    try:
+        day = date.fromisoformat(expiration_date)
+    except ValueError:
+        raise InvalidInput("expiration_date must be a valid date in YYYY-MM-DD format.",
+                           field="expiration_date") from None
+    return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
+
+
+def without_marker(metadata: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+    """The metadata without the mem0 backend's `NO_ROLE_MARKER`, and whether the marker was set."""
+    if metadata is None or NO_ROLE_MARKER not in metadata:
+        return metadata, False
+    rest = {k: v for k, v in metadata.items() if k != NO_ROLE_MARKER}
+    return rest, metadata[NO_ROLE_MARKER] is True
+
+
+def split_filters(filters: dict[str, Any] | None, top_level: dict[str, str | None]) -> tuple[Scope, Filter | None]:
+    """mem0 puts scope ids inside ``filters``: take the top-level string ids out as the scope, keep the
+    rest as a memdock filter. Deprecated top-level request ids are merged in."""
+    rest = dict(filters or {})
+    ids: dict[str, Any] = {k: v for k, v in top_level.items() if v is not None}
+    for name in (*MEM0_SCOPE_FIELDS, "app_id"):
+        if isinstance(rest.get(name), str):
+            ids[name] = rest.pop(name)
+    scope = make_scope(None, ids, required=False)
+    if scope.is_empty():
+        raise InvalidInput(NO_SEARCH_SCOPE, field="filters")
+    return scope, parse_mem0_filter(rest) if rest else None
+
+
+def scope_from(caller: Caller, **ids: str | None) -> Scope:
+    """The scope named by mem0's id parameters; `InvalidInput` when none is given, `Forbidden` when the
+    caller's key may not touch it."""
+    scope = make_scope(None, ids, required=False)
+    if scope.is_empty():
+        raise InvalidInput(NO_SCOPE, field="scope")
+    return caller.require(scope)
+
+
+def visible(memory: Memory, caller: Caller, memory_id: str) -> MemoryRecord | None:
+    """The memory with this id if it exists and the caller may see it; otherwise None (never a hint
+    that a memory of another scope exists)."""
+    try:
+        record = memory.get(memory_id)
+    except MemoryNotFound:
+        return None
+    return record if caller.may_touch(record.scope) else None
+
+
+def mem0_server_router() -> APIRouter:
+    """The mem0 server dialect's routes."""
+    router = APIRouter(route_class=translating_route(mem0_server_error), tags=["mem0 server dialect"],
+                       dependencies=[Depends(request_caller)])
+
+    @router.post("/memories", summary="Add memories (stored verbatim)")
+    def add(body: Mem0AddRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+        scope = scope_from(caller, user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id)
+        if body.memory_type is not None:
+            raise InvalidInput("memory_type needs an LLM; memdock stores messages verbatim", field="memory_type")
+        expires_at = expiry_of(body.expiration_date)
+        metadata, no_role = without_marker(body.metadata)
+        messages = [m.model_dump() for m in body.messages if m.role != "system"]
+        if not messages:
+            return {"results": []}
+        if no_role and len(messages) == 1:  # a memdock text stored through this dialect keeps having no role
+            results = memory.add(messages[0]["content"], scope=scope, metadata=metadata, expires_at=expires_at)
+        else:
+            results = memory.add(messages, scope=scope, metadata=metadata, expires_at=expires_at)
+        return {"results": add_result_items(results)}
+
+    @router.get("/memories", summary="List memories in a scope")
+    def list_memories(
+        memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
+        run_id: str | None = None, top_k: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+    ) -> dict[str, Any]:
+        scope = scope_from(caller, user_id=user_id, agent_id=agent_id, run_id=run_id)
+        page = memory.list(scope=scope, limit=top_k)
+        return {"results": [record_to_item(r) for r in page.items]}
+
+    @router.delete("/memories", summary="Delete every memory in a scope")
+    def delete_all(
+        memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
+        scope = scope_from(caller, user_id=user_id, agent_id=agent_id, run_id=run_id)
+        memory.delete_all(scope=scope)
+        return {"message": "All relevant memories deleted"}
+
+    @router.get("/memories/{memory_id}", summary="Get one memory (null when missing)")
+    def get(memory_id: str, memory: MemoryDep, caller: CallerDep) -> Any:
+        record = visible(memory, caller, memory_id)
+        return None if record is None else {**record_to_item(record), "score": None}
+
+    @router.put("/memories/{memory_id}", summary="Update a memory's text and/or metadata")
+    def update(memory_id: str, body: Mem0UpdateRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+        if body.text is None and body.metadata is None and body.expiration_date is None:
+            raise InvalidInput("At least one of text, metadata, or expiration_date must be provided.", field="body")
+        if body.expiration_date is not None:
+            raise Unsupported("memdock cannot change the expiration_date of a stored memory")
+        record = visible(memory, caller, memory_id)
+        if record is None:
+            raise MemoryNotFound(memory_id)
+        memory.update(record.id, text=body.text, metadata=without_marker(body.metadata)[0], scope=record.scope)
+        return {"message": "Memory updated successfully!"}
+
+    @router.delete("/memories/{memory_id}", summary="Delete one memory")
+    def delete(memory_id: str, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+        record = visible(memory, caller, memory_id)
+        if record is None:
+            raise MemoryNotFound(memory_id)
+        memory.delete(record.id, scope=record.scope)
+        return {"message": "Memory deleted successfully"}
+
+    @router.get("/memories/{memory_id}/history", summary="A memory's history (a bare list; [] when unknown)")
+    def history(memory_id: str, memory: MemoryDep, caller: CallerDep) -> list[dict[str, Any]]:
+        try:
+            events = memory.history(memory_id)
+        except MemoryNotFound:
+            return []
+        if not all(caller.may_touch(e.scope) for e in events):
+            return []
+        return [event_to_history_entry(e) for e in events]
+
+    @router.post("/search", summary="Search memories (scope ids inside filters)")
+    def search(body: Mem0SearchRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+        scope, where = split_filters(body.filters, {"user_id": body.user_id, "agent_id": body.agent_id,
+                                                    "run_id": body.run_id})
+        limit = body.top_k or body.limit or 100
+        hits = memory.search(body.query, scope=caller.require(scope), filter=where, limit=min(limit, MAX_LIMIT),
+                             threshold=body.threshold)
+        return {"results": [record_to_item(h.record, score=h.score) for h in hits]}
+
+    @router.post("/reset", summary="Delete every memory (only with --allow-reset and an unrestricted key)")
+    def reset(request: Request, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+        require_reset_allowed(request, caller)
+        memory.reset()
+        return {"message": "All memories reset"}
+
+    return router
+
+
+def require_reset_allowed(request: Request, caller: Caller) -> None:
+    """`Forbidden` unless the server was started with ``--allow-reset`` and the key is unrestricted."""
+    if not request.app.state.config.allow_reset:
+        raise Forbidden("reset is disabled on this server (start it with --allow-reset)")
+    if not caller.unrestricted:
+        raise Forbidden("reset needs an unrestricted API key")
+

@@ -1,0 +1,291 @@
+"""memdock's native HTTP API (mounted under ``/v1`` by default): every `Memory` operation, one route each.
+
+Scope ids travel as query parameters on GET/DELETE and in the body on POST; filters are mem0-style JSON
+(a query parameter holding JSON on GET/DELETE). Errors answer ``{"error": {"type", "message", "field"}}``
+with 401/403 for auth, 404 for a missing memory, 400/422 for bad input, 501 for an operation the backend
+does not support and 503 when the backend is unavailable. By-id routes answer 404 for a memory outside
+the caller's scope, exactly as for a missing one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from memdock.dify_adapter.server.access import Caller, CallerDep, MemoryDep, request_caller
+from memdock.dify_adapter.server.errors import native_error, translating_route
+from memdock.errors import InvalidInput, MemoryNotFound
+from memdock.memory import Memory
+from memdock.models import SCOPE_FIELDS, EventKind, HistoryEvent, MemoryRecord, Scope, SearchHit, WriteResult
+from memdock.validation import MAX_LIMIT, make_scope
+
+# -- shapes ------------------------------------------------------------------------------------------------
+
+
+class ScopeIds(BaseModel):
+    """Scope ids of a write or read; at least one is needed."""
+
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+    app_id: str | None = None
+
+
+class Message(BaseModel):
+    """One chat message; system messages are not stored."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class AddRequest(ScopeIds):
+    """Store ``text``, or one memory per non-system message of ``messages`` (exactly one of the two)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = None
+    messages: list[Message] | None = None
+    metadata: dict[str, Any] | None = None
+    expires_at: datetime | None = Field(default=None, description="timezone-aware; needs a TTL backend")
+
+    @model_validator(mode="after")
+    def _one_payload(self) -> AddRequest:
+        if (self.text is None) == (self.messages is None):
+            raise ValueError("give exactly one of text and messages")
+        return self
+
+
+class NativeSearchRequest(ScopeIds):
+    """Find the memories most similar to ``query`` in the scope."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str
+    filter: dict[str, Any] | None = Field(default=None, description='mem0-style, e.g. {"rating": {"gte": 4}}')
+    limit: int = Field(default=10, ge=1, le=MAX_LIMIT)
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0, description="minimum score")
+
+
+class UpdateRequest(BaseModel):
+    """New text and/or metadata (metadata replaces the old one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class MemoryOut(BaseModel):
+    """A memory as the API shows it."""
+
+    id: str
+    text: str
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+    app_id: str | None = None
+    metadata: dict[str, Any]
+    hash: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None = None
+
+    @classmethod
+    def of(cls, record: MemoryRecord) -> MemoryOut:
+        """From a core record."""
+        return cls(id=record.id, text=record.text, **record.scope.ids(), metadata=record.metadata, hash=record.hash,
+                   created_at=record.created_at, updated_at=record.updated_at, expires_at=record.expires_at)
+
+
+class WriteOut(BaseModel):
+    """What a write did (ADD, UPDATE, DELETE, or NONE when nothing changed) and the memory."""
+
+    event: EventKind
+    memory: MemoryOut
+
+    @classmethod
+    def of(cls, result: WriteResult) -> WriteOut:
+        """From a core write result."""
+        return cls(event=result.event, memory=MemoryOut.of(result.record))
+
+
+class AddResponse(BaseModel):
+    """One result per stored text or message, in order."""
+
+    results: list[WriteOut]
+
+
+class HitOut(BaseModel):
+    """A search result: ``score`` is a similarity in [0, 1], higher is more similar."""
+
+    score: float
+    memory: MemoryOut
+
+
+class SearchResponse(BaseModel):
+    """Best first."""
+
+    results: list[HitOut]
+
+
+class PageResponse(BaseModel):
+    """Oldest first; pass ``next_cursor`` back as ``cursor`` for the next page (null on the last)."""
+
+    items: list[MemoryOut]
+    next_cursor: str | None
+
+
+class CountResponse(BaseModel):
+    """How many memories match."""
+
+    count: int
+
+
+class DeletedResponse(BaseModel):
+    """How many memories were deleted."""
+
+    deleted: int
+
+
+class HistoryResponse(BaseModel):
+    """Events of one memory, oldest first."""
+
+    events: list[HistoryEvent]
+
+
+class ErrorBody(BaseModel):
+    """``{"type", "message", "field"}``; field is the offending input when known."""
+
+    type: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer of the native API."""
+
+    error: ErrorBody
+    request_id: str | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in ((400, "malformed request"), (401, "missing or unknown API key"),
+                         (403, "the key may not access this scope"), (404, "no such memory in the caller's scope"),
+                         (413, "request body too large"), (422, "invalid input"), (501, "not supported by the backend"),
+                         (503, "backend unavailable"))
+}
+
+
+# -- dependencies ------------------------------------------------------------------------------------------
+
+
+def scope_query(
+    user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None, app_id: str | None = None
+) -> ScopeIds:
+    """Scope ids from the query string."""
+    return ScopeIds(user_id=user_id, agent_id=agent_id, run_id=run_id, app_id=app_id)
+
+
+def filter_query(filter: Annotated[str | None, Query(description="mem0-style filter as JSON")] = None) -> Any:
+    """The ``filter`` query parameter, parsed; `InvalidInput` (field ``filter``) when it is not JSON."""
+    if filter is None:
+        return None
+    try:
+        return json.loads(filter)
+    except ValueError as exc:
+        raise InvalidInput(f"not valid JSON: {exc}", field="filter") from None
+
+
+ScopeDep = Annotated[ScopeIds, Depends(scope_query)]
+FilterDep = Annotated[Any, Depends(filter_query)]
+
+
+def _ids(ids: ScopeIds) -> dict[str, str | None]:
+    return {name: getattr(ids, name) for name in SCOPE_FIELDS}
+
+
+def _scope(ids: ScopeIds, caller: Caller) -> Scope:
+    return caller.require(make_scope(None, _ids(ids), required=True))
+
+
+def _optional_scope(ids: ScopeIds) -> Scope | None:
+    scope = make_scope(None, _ids(ids), required=False)
+    return None if scope.is_empty() else scope
+
+
+def _owned(memory: Memory, memory_id: str, ids: ScopeIds, caller: Caller) -> MemoryRecord:
+    """The memory, if it lies in the requested scope (when given) and the caller may see it."""
+    record = memory.get(memory_id, scope=_optional_scope(ids))
+    if not caller.may_touch(record.scope):
+        raise MemoryNotFound(memory_id)
+    return record
+
+
+# -- routes ------------------------------------------------------------------------------------------------
+
+
+def native_router() -> APIRouter:
+    """The ``/v1`` routes."""
+    router = APIRouter(route_class=translating_route(native_error), tags=["memories"], responses=ERRORS,
+                       dependencies=[Depends(request_caller)])
+
+    @router.post("/memories", status_code=201, response_model=AddResponse, summary="Add memories")
+    def add(body: AddRequest, memory: MemoryDep, caller: CallerDep) -> AddResponse:
+        scope = _scope(body, caller)
+        data: Any = body.text if body.text is not None else [m.model_dump() for m in body.messages or []]
+        results = memory.add(data, scope=scope, metadata=body.metadata, expires_at=body.expires_at)
+        return AddResponse(results=[WriteOut.of(r) for r in results])
+
+    @router.get("/memories", response_model=PageResponse, summary="List memories in a scope, oldest first")
+    def list_memories(
+        memory: MemoryDep, caller: CallerDep, ids: ScopeDep, where: FilterDep,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100, cursor: str | None = None,
+    ) -> PageResponse:
+        page = memory.list(scope=_scope(ids, caller), filter=where, limit=limit, cursor=cursor)
+        return PageResponse(items=[MemoryOut.of(r) for r in page.items], next_cursor=page.next_cursor)
+
+    @router.delete("/memories", response_model=DeletedResponse, summary="Delete every memory in a scope")
+    def delete_all(memory: MemoryDep, caller: CallerDep, ids: ScopeDep, where: FilterDep) -> DeletedResponse:
+        return DeletedResponse(deleted=memory.delete_all(scope=_scope(ids, caller), filter=where))
+
+    @router.post("/search", response_model=SearchResponse, summary="Search memories by similarity")
+    def search(body: NativeSearchRequest, memory: MemoryDep, caller: CallerDep) -> SearchResponse:
+        hits = memory.search(body.query, scope=_scope(body, caller), filter=body.filter, limit=body.limit,
+                             threshold=body.threshold)
+        return SearchResponse(results=[_hit(h) for h in hits])
+
+    @router.get("/count", response_model=CountResponse, summary="Count memories in a scope")
+    def count(memory: MemoryDep, caller: CallerDep, ids: ScopeDep, where: FilterDep) -> CountResponse:
+        return CountResponse(count=memory.count(scope=_scope(ids, caller), filter=where))
+
+    @router.get("/memories/{memory_id}", response_model=MemoryOut, summary="Get one memory")
+    def get(memory_id: str, memory: MemoryDep, caller: CallerDep, ids: ScopeDep) -> MemoryOut:
+        return MemoryOut.of(_owned(memory, memory_id, ids, caller))
+
+    @router.patch("/memories/{memory_id}", response_model=WriteOut, summary="Change a memory's text and/or metadata")
+    def update(memory_id: str, body: UpdateRequest, memory: MemoryDep, caller: CallerDep, ids: ScopeDep) -> WriteOut:
+        record = _owned(memory, memory_id, ids, caller)
+        return WriteOut.of(memory.update(record.id, text=body.text, metadata=body.metadata, scope=record.scope))
+
+    @router.delete("/memories/{memory_id}", response_model=WriteOut, summary="Delete one memory")
+    def delete(memory_id: str, memory: MemoryDep, caller: CallerDep, ids: ScopeDep) -> WriteOut:
+        record = _owned(memory, memory_id, ids, caller)
+        return WriteOut.of(memory.delete(record.id, scope=record.scope))
+
+    @router.get("/memories/{memory_id}/history", response_model=HistoryResponse, summary="A memory's events")
+    def history(memory_id: str, memory: MemoryDep, caller: CallerDep, ids: ScopeDep) -> HistoryResponse:
+        events = memory.history(memory_id, scope=_optional_scope(ids))
+        if not all(caller.may_touch(e.scope) for e in events):
+            raise MemoryNotFound(memory_id)
+        return HistoryResponse(events=events)
+
+    return router
+
+
+def _hit(hit: SearchHit) -> HitOut:
+    return HitOut(score=hit.score, memory=MemoryOut.of(hit.record))

@@ -1,0 +1,198 @@
+"""Safety of `memdock serve`: loopback by default, keys required elsewhere, constant-time key checks,
+restricted keys, access logs without secrets or memory text, request ids, body limits, and a server that
+stays responsive while a backend call is slow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from memdock import Memory
+from memdock.backends.reference import ReferenceBackend, ReferenceSettings
+from memdock.dify_adapter import auth
+from memdock.dify_adapter.auth import KeyRing, digest, plain_key
+from memdock.dify_adapter.server.app import create_app
+from memdock.dify_adapter.server.serve import build_config, is_loopback
+from memdock.errors import InvalidInput
+from memdock.models import Scope, SearchHit
+from tests.helpers.local_process import free_port
+from tests.helpers.memdock_server import memdock_server, server_log
+from tests.helpers.support import make_test_embedder
+
+KEY = "serve-key-0123456789abcdef"
+
+
+def serve_args(*argv: str) -> Any:
+    from memdock.cli import _parser
+
+    return _parser().parse_args(["serve", *argv])
+
+
+def test_refuses_a_non_loopback_address_without_a_key() -> None:
+    result = subprocess.run([sys.executable, "-m", "memdock.cli", "--url", "memory://", "serve", "--host", "0.0.0.0"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without an API key" in result.stderr
+    with pytest.raises(InvalidInput) as info:
+        build_config(serve_args("--host", "192.168.1.10"))
+    assert info.value.field == "host"
+    assert build_config(serve_args("--host", "0.0.0.0", "--api-key", KEY)).keys.authenticate(KEY) is not None
+    assert build_config(serve_args()).keys.is_open()
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.9.9.9", True), ("::1", True),
+                                                ("localhost", True), ("0.0.0.0", False), ("::", False),
+                                                ("10.0.0.1", False), ("example.com", False)])
+def test_loopback_detection(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_short_keys_and_bad_keys_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="at least 16"):
+        plain_key("short", "key-1")
+    bad = tmp_path / "keys.json"
+    bad.write_text(json.dumps([{"name": "x", "key": KEY, "scopes": "u1"}]))
+    with pytest.raises(InvalidInput) as info:
+        KeyRing.from_sources([], bad, env={})
+    assert info.value.field == "keys_file[0].scopes"
+
+
+def test_every_key_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    ring = KeyRing([plain_key(f"key-number-{n}-0123456789", f"k{n}") for n in range(5)])
+    compared: list[tuple[bytes, bytes]] = []
+    real = auth.hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", counting)
+    found = ring.authenticate("key-number-0-0123456789")
+    assert found is not None and found.label == "k0"
+    assert len(compared) == 5, "stops early: timing would reveal which key matched"
+    assert all(len(a) == len(b) == 32 for a, b in compared), "compares digests, not raw keys of any length"
+
+
+def test_keys_from_env_and_hashed_keys_file(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text(json.dumps([{"name": "hashed", "sha256": digest("hashed-key-0123456789").hex()}]))
+    ring = KeyRing.from_sources([], keys_file, env={"MEMDOCK_API_KEYS": "env-key-0123456789abc, other-key-0123456789"})
+    assert [ring.authenticate(k).label for k in ("env-key-0123456789abc", "other-key-0123456789",  # type: ignore[union-attr]
+                                                  "hashed-key-0123456789")] == ["key-1", "key-2", "hashed"]
+    assert ring.authenticate("not-a-key-0123456789") is None
+
+
+def test_a_restricted_key_cannot_leave_its_scopes(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps([{"name": "bot", "key": KEY, "scopes": [{"agent_id": "bot"}]}]))
+    with memdock_server("memory://restricted?embedder=hash", "--keys-file", str(keys)) as base:
+        client = httpx.Client(base_url=base, headers={"X-API-Key": KEY})
+        ok = client.post("/v1/memories", json={"text": "bot fact", "agent_id": "bot", "user_id": "anyone"})
+        assert ok.status_code == 201
+        assert client.get("/v1/count", params={"agent_id": "bot"}).json() == {"count": 1}
+        refused = client.post("/v1/memories", json={"text": "elsewhere", "agent_id": "other"})
+        assert refused.status_code == 403 and refused.json()["error"]["type"] == "Forbidden"
+        assert client.get("/v1/count", params={"user_id": "anyone"}).status_code == 403
+
+
+def test_access_log_has_ids_paths_and_labels_but_no_secrets_or_text() -> None:
+    secret_text = "my bank PIN is 9876"
+    with memdock_server("memory://logs?embedder=hash", "--api-key", KEY) as base:
+        headers = {"Authorization": f"Bearer {KEY}", "X-Request-ID": "trace-abc-123"}
+        added = httpx.post(f"{base}/mem0ai-api/store", headers=headers, json={"data": secret_text, "user_id": "u1"})
+        assert added.headers["x-request-id"] == "trace-abc-123"
+        memory_id = added.json()["data"]["results"][0]["id"]
+        httpx.put(f"{base}/mem0ai-api/update/{memory_id}", headers=headers, params={"data": secret_text + " now"})
+        httpx.get(f"{base}/mem0ai-api/search", headers=headers, params={"query": secret_text, "user_id": "u1"})
+        httpx.get(f"{base}/v1/count", headers={"Authorization": "Bearer wrong-key-0123456789"},
+                  params={"user_id": "u1"})
+        odd = httpx.get(f"{base}/healthz", headers={"X-Request-ID": "bad id with spaces"})
+        assert odd.headers["x-request-id"] != "bad id with spaces"
+        log = server_log(base)
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert {"request_id", "method", "path", "status", "ms", "key"} <= set(lines[0])
+    assert any(entry["request_id"] == "trace-abc-123" and entry["key"] == "key-1" for entry in lines)
+    assert any(entry["status"] == 401 for entry in lines)
+    for forbidden in (KEY, "wrong-key", "PIN", "9876", "bank", "query=", "data="):
+        assert forbidden not in log, forbidden
+
+
+def test_bodies_over_the_limit_get_413_and_store_nothing() -> None:
+    with memdock_server("memory://limits?embedder=hash", "--max-body-bytes", "2048") as base:
+        big = {"text": "x" * 4000, "user_id": "u1"}
+        assert httpx.post(f"{base}/v1/memories", json=big).status_code == 413
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while reading
+            yield b'{"text": "'
+            for _ in range(10):
+                yield b"y" * 500
+            yield b'", "user_id": "u1"}'
+
+        streamed = httpx.post(f"{base}/v1/memories", content=chunks(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 413
+        assert httpx.get(f"{base}/v1/count", params={"user_id": "u1"}).json() == {"count": 0}
+        small = httpx.post(f"{base}/v1/memories", json={"text": "fits", "user_id": "u1"})
+        assert small.status_code == 201
+
+
+class SlowSearchBackend(ReferenceBackend):
+    """Search blocks until released, like a backend stuck on a slow query."""
+
+    release = threading.Event()
+    entered = threading.Event()
+
+    def search(
+        self, vector: Sequence[float] | None, text: str, scope: Scope, where: Any, limit: int
+    ) -> list[SearchHit]:
+        self.entered.set()
+        self.release.wait(timeout=30)
+        return super().search(vector, text, scope, where, limit)
+
+
+@contextmanager
+def in_process_server(memory: Memory) -> Iterator[str]:
+    """uvicorn on 127.0.0.1 in a thread of this process (to serve a backend object built by the test)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(memory), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def test_a_slow_backend_call_does_not_block_other_requests() -> None:
+    embedder = make_test_embedder()
+    memory = Memory(SlowSearchBackend(ReferenceSettings(), embedder), embedder)
+    memory.add("a fact", user_id="u1")
+    with in_process_server(memory) as base:
+        slow: dict[str, httpx.Response] = {}
+        worker = threading.Thread(target=lambda: slow.update(
+            r=httpx.post(f"{base}/v1/search", json={"query": "fact", "user_id": "u1"}, timeout=60)))
+        worker.start()
+        try:
+            assert SlowSearchBackend.entered.wait(timeout=30)
+            assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+            assert httpx.get(f"{base}/v1/count", params={"user_id": "u1"}, timeout=10).json() == {"count": 1}
+            assert worker.is_alive(), "the slow search finished early; the test proved nothing"
+        finally:
+            SlowSearchBackend.release.set()
+            worker.join(timeout=30)
+        assert slow["r"].status_code == 200 and slow["r"].json()["results"][0]["memory"]["text"] == "a fact"

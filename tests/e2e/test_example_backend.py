@@ -1,0 +1,46 @@
+"""The worked third-party example installs into a fresh venv and passes the kit through both front ends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.paths import REPO
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new venv with memdock, the example package and pytest installed from the package registry."""
+    venv = tmp_path_factory.mktemp("example") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, str(REPO), str(REPO / "examples" / "memdock-sqlite"), "pytest"],
+                   check=True, timeout=900, capture_output=True)
+    return venv
+
+
+def test_example_plugin_is_listed(fresh_venv: Path) -> None:
+    listed = subprocess.run([str(fresh_venv / "bin" / "memdock"), "plugins", "--json"], capture_output=True,
+                            text=True, check=True, timeout=120)
+    assert {"name": "sqlite", "version": "0.1.0", "hooks": ["register_backends"]} in json.loads(listed.stdout)
+
+
+def test_example_passes_the_kit_through_the_cli(fresh_venv: Path, tmp_path: Path) -> None:
+    result = subprocess.run([str(fresh_venv / "bin" / "memdock"), "conformance", f"sqlite://{tmp_path}/kit.db",
+                             "--json"], capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["level"] == "FULL" and len(report["results"]) >= 60
+    assert {r["status"] for r in report["results"]} == {"PASS"}
+
+
+def test_example_passes_the_kit_through_pytest(fresh_venv: Path, tmp_path: Path) -> None:
+    result = subprocess.run([str(fresh_venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "--pyargs", "memdock.conformance", "--memdock-url", f"sqlite://{tmp_path}/kit.db"],
+                            capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout and "skipped" not in result.stdout
