@@ -21,11 +21,11 @@ import builtins
 import json
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Self
 
-from memdock.backend import Backend, BackendSettings, BackendSpec, BackendURL
+from memdock.backend import Backend, BackendSettings, BackendURL
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
 from memdock.errors import BackendUnavailable, EmbedderMismatch, InvalidInput, MemdockError
@@ -43,48 +43,12 @@ _COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 _BATCH = 1000
 
 
-class ChromaSettings(BackendSettings):
-    """Where the Chroma data is: an absolute `path` (embedded) or `host`/`port` (server)."""
-
-    path: str | None = None
-    host: str | None = None
-    port: int = 8000
-    ssl: bool = False
-    collection: str = "memdock"
-    tenant: str | None = None
-    database: str | None = None
-
-    @classmethod
-    def from_url(cls, url: BackendURL) -> Self:
-        """``chroma:///abs/path?collection=...`` or ``chroma+http://host:port?collection=...``."""
-        data: dict[str, Any] = dict(url.params)
-        if url.scheme == "chroma":
-            if url.host or not url.path.startswith("/"):
-                raise InvalidInput("chroma:// needs an absolute path, e.g. chroma:///var/lib/memdock", field="path")
-            data["path"] = url.path
-        else:
-            if not url.host:
-                raise InvalidInput("chroma+http:// needs a host", field="host")
-            data["host"] = url.host
-            if url.port is not None:
-                data["port"] = url.port
-        settings = cls.validated(data)
-        if not _COLLECTION_NAME.match(settings.collection) or ".." in settings.collection:
-            raise InvalidInput("3-512 characters [a-zA-Z0-9._-], starting and ending alphanumeric",
-                               field="collection")
-        return settings
-
-    def location(self) -> str:
-        """A printable location (no secrets)."""
-        return f"chroma://{self.path}" if self.path else f"chroma+http://{self.host}:{self.port}"
-
-
 _clients: dict[tuple[Any, ...], Any] = {}
 _write_locks: dict[tuple[Any, ...], threading.RLock] = {}
 _clients_lock = threading.Lock()
 
 
-def _client(settings: ChromaSettings) -> tuple[Any, tuple[Any, ...]]:
+def _client(settings: ChromaBackend.Settings) -> tuple[Any, tuple[Any, ...]]:
     """One client per path or server, shared by every backend in the process (Chroma leaks per client)."""
     import os
 
@@ -172,9 +136,48 @@ def _and(clauses: builtins.list[dict[str, Any]]) -> dict[str, Any] | None:
 class ChromaBackend(Backend):
     """memdock records in one Chroma collection (see the module docstring for the layout)."""
 
+    name = "chroma"
+    description = "Chroma, embedded on disk (chroma:///path) or a server (chroma+http://)."
+    schemes = ("chroma", "chroma+http")
+    namespace_param = "collection"
     capabilities = CAPABILITIES
 
-    def __init__(self, settings: ChromaSettings, embedder: Embedder | None) -> None:
+    class Settings(BackendSettings):
+        """Where the Chroma data is: an absolute `path` (embedded) or `host`/`port` (server)."""
+
+        path: str | None = None
+        host: str | None = None
+        port: int = 8000
+        ssl: bool = False
+        collection: str = "memdock"
+        tenant: str | None = None
+        database: str | None = None
+
+        @classmethod
+        def from_url(cls, url: BackendURL) -> Self:
+            """``chroma:///abs/path?collection=...`` or ``chroma+http://host:port?collection=...``."""
+            data: dict[str, Any] = dict(url.params)
+            if url.scheme == "chroma":
+                if url.host or not url.path.startswith("/"):
+                    raise InvalidInput("chroma:// needs an absolute path, e.g. chroma:///var/lib/memdock", field="path")
+                data["path"] = url.path
+            else:
+                if not url.host:
+                    raise InvalidInput("chroma+http:// needs a host", field="host")
+                data["host"] = url.host
+                if url.port is not None:
+                    data["port"] = url.port
+            settings = cls.validated(data)
+            if not _COLLECTION_NAME.match(settings.collection) or ".." in settings.collection:
+                raise InvalidInput("3-512 characters [a-zA-Z0-9._-], starting and ending alphanumeric",
+                                   field="collection")
+            return settings
+
+        def location(self) -> str:
+            """A printable location (no secrets)."""
+            return f"chroma://{self.path}" if self.path else f"chroma+http://{self.host}:{self.port}"
+
+    def __init__(self, settings: ChromaBackend.Settings, embedder: Embedder | None) -> None:
         if embedder is None:
             raise InvalidInput("the Chroma backend needs an embedder", field="embedder")
         self._settings = settings
@@ -346,14 +349,7 @@ class ChromaBackend(Backend):
         return sorted(events, key=lambda e: e.created_at)
 
 
-def _open(settings: ChromaSettings, embedder: Embedder | None) -> Backend:
-    return ChromaBackend(settings, embedder)
-
-
 @hookimpl
-def register_backends(register: Any) -> None:
+def register_backends(register: Callable[[type[Backend]], None]) -> None:
     """Register ``chroma://`` and ``chroma+http://``."""
-    register(BackendSpec(
-        name="chroma", schemes=("chroma", "chroma+http"), settings_model=ChromaSettings, factory=_open,
-        capabilities=CAPABILITIES, description="Chroma, embedded on disk (chroma:///path) or a server (chroma+http://).",
-    ))
+    register(ChromaBackend)

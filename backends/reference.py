@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
-from memdock.backend import Backend, BackendSettings, BackendSpec, BackendURL
+from memdock.backend import Backend, BackendSettings, BackendURL
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
 from memdock.errors import EmbedderMismatch, InvalidInput
@@ -24,23 +24,6 @@ from memdock.pagination import page_of
 from memdock.scoring import rank_by_cosine
 
 CAPABILITIES = frozenset(Capability) - {Capability.SERVER_SIDE_EMBEDDING, Capability.PERSISTENCE}
-
-
-class ReferenceSettings(BackendSettings):
-    """``memory://[NAME]``: NAME (optional) selects a process-wide shared store."""
-
-    name: str | None = None
-
-    @classmethod
-    def from_url(cls, url: BackendURL) -> Self:
-        """Read NAME from the URL's host part; no query parameters are accepted."""
-        data: dict[str, Any] = dict(url.params)
-        name = unquote(urlsplit(url.raw).netloc)  # `url.host` is lower-cased; store names keep their case
-        if name:
-            data["name"] = name
-        if url.path not in ("", "/"):
-            raise InvalidInput("memory:// takes no path", field="path")
-        return cls.validated(data)
 
 
 class _Store:
@@ -67,9 +50,32 @@ def _store_for(name: str | None) -> _Store:
 class ReferenceBackend(Backend):
     """Everything in a dict guarded by a lock; filters use the reference evaluator directly."""
 
+    name = "reference"
+    description = "In-process reference store with exact search (the executable specification)."
+    schemes = ("memory",)
     capabilities = CAPABILITIES
+    namespace_param = "name"
 
-    def __init__(self, settings: ReferenceSettings, embedder: Embedder | None) -> None:
+    class Settings(BackendSettings):
+        """``memory://[NAME]`` or ``memory://?name=NAME``: NAME (optional) selects a process-wide shared
+        store; without it every open is a fresh private store."""
+
+        name: str | None = None
+
+        @classmethod
+        def from_url(cls, url: BackendURL) -> Self:
+            """Read NAME from the URL's host part or its ``name`` parameter (not both); no path."""
+            data: dict[str, Any] = dict(url.params)
+            host = unquote(urlsplit(url.raw).netloc)  # `url.host` is lower-cased; store names keep their case
+            if host:
+                if "name" in data and data["name"] != host:
+                    raise InvalidInput("the store is named twice (host and ?name=)", field="name")
+                data["name"] = host
+            if url.path not in ("", "/"):
+                raise InvalidInput("memory:// takes no path", field="path")
+            return cls.validated(data)
+
+    def __init__(self, settings: ReferenceBackend.Settings, embedder: Embedder | None) -> None:
         self._store = _store_for(settings.name)
         if embedder is not None:
             with self._store.lock:
@@ -155,20 +161,7 @@ class ReferenceBackend(Backend):
             return [e.model_copy(deep=True) for e in self._store.history if e.memory_id == memory_id]
 
 
-def _open(settings: ReferenceSettings, embedder: Embedder | None) -> Backend:
-    return ReferenceBackend(settings, embedder)
-
-
 @hookimpl
-def register_backends(register: Any) -> None:
+def register_backends(register: Callable[[type[Backend]], None]) -> None:
     """Register ``memory://``."""
-    register(
-        BackendSpec(
-            name="reference",
-            schemes=("memory",),
-            settings_model=ReferenceSettings,
-            factory=_open,
-            capabilities=CAPABILITIES,
-            description="In-process reference store with exact search (the executable specification).",
-        )
-    )
+    register(ReferenceBackend)

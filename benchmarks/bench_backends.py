@@ -30,8 +30,8 @@ import numpy as np
 
 from memdock.backend import Backend, BackendURL
 from memdock.backends.chroma import ChromaBackend, ChromaSettings
-from memdock.backends.pgvector.backend import PgvectorBackend, PgvectorSettings
-from memdock.backends.reference import ReferenceBackend, ReferenceSettings
+from memdock.backends.pgvector.backend import PgvectorBackend
+from memdock.backends.reference import ReferenceBackend
 from memdock.embedding import Embedder
 from memdock.filters import Comparison
 from memdock.models import MemoryRecord, Scope
@@ -122,12 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     data = records(args.records, args.scopes, np.random.default_rng(args.seed))
     embedder = GivenVectors()
     results = []
-    results.append(measure("memory://", ReferenceBackend(ReferenceSettings(), embedder), data, args))
+    results.append(measure("memory://", ReferenceBackend(ReferenceBackend.Settings(), embedder), data, args))
     with tempfile.TemporaryDirectory() as folder:
         chroma = ChromaBackend(ChromaSettings(path=folder, collection="bench"), embedder)
         results.append(measure("chroma (embedded)", chroma, data, args))
     with pg_url() as url:
-        settings = PgvectorSettings.from_url(BackendURL.parse(f"pgvector://{url}&table=bench"))
+        settings = PgvectorBackend.Settings.from_url(BackendURL.parse(f"pgvector://{url}&table=bench"))
         results.append(measure("pgvector", PgvectorBackend(settings, embedder), data, args))
     report = {
         "command": " ".join(["python", "benchmarks/bench_backends.py", *(argv or sys.argv[1:])]),

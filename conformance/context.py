@@ -10,26 +10,22 @@ import memdock
 from memdock.backend import BackendURL
 from memdock.capabilities import Capability
 from memdock.memory import Memory
-from memdock.urls import resolve_spec
+from memdock.urls import backend_class_for
 
 
 def fresh_url(base_url: str) -> str:
     """`base_url` pointed at a new, empty namespace, with the deterministic ``hash`` embedder unless the
-    URL names one (backends that embed server-side get no embedder parameter): ``memory://`` gets a
-    unique store name; any other URL gets a unique value for the backend's `BackendSpec.namespace_param`
-    (usually ``collection``), replacing one that is there. A backend without namespaces keeps its URL;
-    checks then rely on their unique scope ids."""
+    URL names one (backends that embed server-side get no embedder parameter): the backend's
+    `Backend.namespace_param` (``collection``, ``table``, a store ``name``, ...) gets a unique value,
+    replacing one that is there. A backend without namespaces keeps its URL; checks then rely on their
+    unique scope ids."""
     parts = urlsplit(base_url)
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
-    token = uuid.uuid4().hex[:16]
-    if parts.scheme == "memory":
+    backend_class = backend_class_for(BackendURL.parse(base_url))
+    if Capability.SERVER_SIDE_EMBEDDING not in backend_class.capabilities:
         params.setdefault("embedder", "hash")
-        return f"memory://conf-{token}?{urlencode(params)}"
-    spec = resolve_spec(BackendURL.parse(base_url))
-    if Capability.SERVER_SIDE_EMBEDDING not in spec.capabilities:
-        params.setdefault("embedder", "hash")
-    if spec.namespace_param is not None:
-        params[spec.namespace_param] = f"conf_{token}"
+    if backend_class.namespace_param is not None:
+        params[backend_class.namespace_param] = f"conf_{uuid.uuid4().hex[:16]}"
     return parts._replace(query=urlencode(params)).geturl()
 
 

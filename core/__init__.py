@@ -1,9 +1,10 @@
 """memdock: a pluggable memory layer for AI agents.
 
-``memdock.open(url)`` returns a `Memory`; see DESIGN.md for the vocabulary re-exported here.
+``memdock.open(url)`` returns a `Memory`; the protocol's vocabulary is re-exported here
+(`Scope`, `MemoryRecord`, `Filter`, `SearchHit`, `Capability`, the typed errors, `Backend`).
 """
 
-from memdock.backend import Backend, BackendSettings, BackendSpec, BackendURL
+from memdock.backend import Backend, BackendSettings, BackendURL
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder, EmbedderSpec
 from memdock.errors import (
@@ -25,7 +26,7 @@ from memdock.models import EventKind, HistoryEvent, MemoryRecord, Page, Scope, S
 open = Memory.open
 
 __all__ = [
-    "And", "AuthenticationFailed", "Backend", "BackendSettings", "BackendSpec", "BackendURL",
+    "And", "AuthenticationFailed", "Backend", "BackendSettings", "BackendURL",
     "BackendUnavailable", "Capability", "Comparison", "Embedder", "EmbedderMismatch", "EmbedderSpec",
     "EventKind", "Exists", "Filter", "HistoryEvent", "InvalidFilter", "InvalidInput", "MalformedResponse",
     "MemdockError", "Memory", "MemoryNotFound", "MemoryRecord", "Not", "Or", "Page", "Scope", "ScopeRequired",

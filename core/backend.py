@@ -1,4 +1,4 @@
-"""The abstract `Backend` and the `BackendSpec` a plugin registers for it.
+"""The abstract `Backend`: the class a plugin registers, declaring everything about its backend.
 
 A backend stores and retrieves records. It never embeds text, never parses user JSON and never
 formats HTTP: `Memory` validates input, embeds, stamps ids, hashes and times before calling it.
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Self
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -64,13 +64,23 @@ class BackendURL:
         return redact(self.raw)
 
 
+SECRET_PARAMETERS: set[str] = {"password", "api_key", "token", "secret"}
+"""URL query parameters whose values `redact` hides: these, plus every `Backend.secret_param` a backend
+class declares (added when the class is defined)."""
+
+
 def redact(url: str) -> str:
-    """Replace the password of a URL with ``***``."""
+    """The URL with its password and every secret query parameter's value replaced by ``***`` (safe to
+    log). The one redaction rule for every URL memdock prints."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if any(name in SECRET_PARAMETERS for name, _ in pairs):
+            hidden = [(name, "***" if name in SECRET_PARAMETERS else value) for name, value in pairs]
+            parts = parts._replace(query=urlencode(hidden, safe="*/:"))
+    return parts.geturl()
 
 
 class BackendSettings(BaseModel):
@@ -98,34 +108,71 @@ class BackendSettings(BaseModel):
             raise InvalidInput(message, field=name) from None
 
 
-@dataclass(frozen=True)
-class BackendSpec:
-    """How a plugin registers a backend.
-
-    `factory(settings, embedder)` opens it; `embedder` is None when the backend declares
-    `SERVER_SIDE_EMBEDDING`. `namespace_param` names the URL query parameter that selects an isolated
-    namespace (a collection or table) in one store; None when the backend has no namespaces (records are
-    then kept apart by their scope ids alone), which the conformance kit respects.
-    """
-
-    name: str
-    schemes: tuple[str, ...]
-    settings_model: type[BackendSettings]
-    factory: Callable[[Any, Embedder | None], Backend]
-    capabilities: frozenset[Capability]
-    description: str = ""
-    namespace_param: str | None = "collection"
-
-
 class Backend(ABC):
-    """Storage for memory records. All methods are synchronous and must be thread-safe when the backend
-    declares `CONCURRENT_WRITES`.
+    """Storage for memory records, and the ONE declaration of a backend: a plugin registers the class.
 
+    A concrete backend sets, as class attributes:
+
+    - `name`: a short unique name (``memdock backends`` lists it); `description`: one line for people.
+    - `schemes`: the URL schemes that select it (``chroma``, ``chroma+http``, ...).
+    - `Settings`: a nested `BackendSettings` model built from the URL (unknown parameters are refused).
+    - `capabilities`: what it supports; the conformance kit holds it to exactly this.
+    - `namespace_param`: the URL query parameter (a field of `Settings`) that selects an isolated
+      namespace (a collection, a table, a store name) in one store, or None when records are kept apart
+      by their scope ids alone.
+    - `secret_param`: the URL query parameter that carries its secret (a password or API key), or None.
+      Its value is redacted wherever memdock prints the URL; the Dify plugin puts its key there.
+
+    Every backend is opened the same way, ``TheClass(settings, embedder)``; `embedder` is None when it
+    declares `SERVER_SIDE_EMBEDDING`. Import drivers in ``__init__`` (or in modules it imports), not at
+    module top, so that loading plugins stays cheap.
+
+    All methods are synchronous and must be thread-safe when the backend declares `CONCURRENT_WRITES`.
     Reads take a non-empty `Scope` and must return only records it `contains`; expired records
     (`expires_at <= now`) are invisible when `TTL` is declared.
     """
 
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    schemes: ClassVar[tuple[str, ...]]
+    Settings: ClassVar[type[BackendSettings]] = BackendSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    namespace_param: ClassVar[str | None] = None
+    secret_param: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("secret_param"):
+            SECRET_PARAMETERS.add(cls.__dict__["secret_param"])
+
+    @abstractmethod
+    def __init__(self, settings: Any, embedder: Embedder | None) -> None:
+        """Open the store `settings` describe (an instance of `Settings`). Raise `BackendUnavailable`
+        when it cannot be reached and `InvalidInput` for settings it cannot use."""
+
+    @classmethod
+    def check_declaration(cls) -> None:
+        """Raise `InvalidInput` (field ``backend``) naming what is missing or wrong in the class's
+        declaration; `memdock.plugins` calls it when the class is registered."""
+        problems = []
+        if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+            problems.append("`name` must be a non-empty string")
+        schemes = getattr(cls, "schemes", None)
+        if not isinstance(schemes, tuple) or not schemes or not all(isinstance(s, str) and s for s in schemes):
+            problems.append("`schemes` must be a non-empty tuple of strings")
+        if not (isinstance(cls.Settings, type) and issubclass(cls.Settings, BackendSettings)):
+            problems.append("`Settings` must be a BackendSettings subclass")
+        elif cls.namespace_param is not None and cls.namespace_param not in cls.Settings.model_fields:
+            problems.append(f"`namespace_param` {cls.namespace_param!r} is not a field of its Settings")
+        elif cls.secret_param is not None and cls.secret_param not in cls.Settings.model_fields:
+            problems.append(f"`secret_param` {cls.secret_param!r} is not a field of its Settings")
+        if not all(isinstance(c, Capability) for c in cls.capabilities):
+            problems.append("`capabilities` must hold Capability members")
+        if getattr(cls, "__abstractmethods__", None):
+            problems.append(f"abstract methods not implemented: {', '.join(sorted(cls.__abstractmethods__))}")
+        if problems:
+            raise InvalidInput(f"backend class {cls.__module__}.{cls.__qualname__}: {'; '.join(problems)}",
+                               field="backend")
 
     @abstractmethod
     def add(self, records: Sequence[MemoryRecord]) -> Sequence[MemoryRecord] | None:

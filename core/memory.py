@@ -52,7 +52,7 @@ class Memory:
     def open(cls, url: str | None = None, *, embedder: Embedder | None = None) -> Memory:
         """Open the backend a URL selects (default: ``MEMDOCK_URL``, else embedded Chroma)."""
         opened = open_backend(url, embedder=embedder)
-        return cls(opened.backend, opened.embedder, name=f"{opened.spec.name} ({opened.url.redacted()})")
+        return cls(opened.backend, opened.embedder, name=f"{opened.backend_class.name} ({opened.url.redacted()})")
 
     @property
     def capabilities(self) -> frozenset[Capability]:

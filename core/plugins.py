@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 import pluggy
 
 from memdock import hookspecs
-from memdock.backend import BackendSpec
+from memdock.backend import Backend
 from memdock.embedding import EmbedderSpec
 from memdock.errors import InvalidInput
 
@@ -65,7 +65,7 @@ def plugin_manager() -> pluggy.PluginManager:
 def reset() -> None:
     """Forget the manager and registries so the next call reloads plugins (tests, env changes)."""
     plugin_manager.cache_clear()
-    backend_specs.cache_clear()
+    backend_classes.cache_clear()
     embedder_specs.cache_clear()
 
 
@@ -89,18 +89,25 @@ def load_failures() -> dict[str, str]:
 
 
 @cache
-def backend_specs() -> dict[str, BackendSpec]:
-    """Registered backends by URL scheme. Two backends claiming one scheme is an error."""
-    specs: dict[str, BackendSpec] = {}
+def backend_classes() -> dict[str, type[Backend]]:
+    """Registered backend classes by URL scheme. Each class's declaration is checked when it is registered
+    (`Backend.check_declaration`); two backends claiming one scheme is an error."""
+    classes: dict[str, type[Backend]] = {}
 
-    def register(spec: BackendSpec) -> None:
-        for scheme in spec.schemes:
-            if scheme in specs and specs[scheme] is not spec:
-                raise InvalidInput(f"scheme {scheme!r} registered by {specs[scheme].name!r} and {spec.name!r}")
-            specs[scheme] = spec
+    def register(backend_class: type[Backend]) -> None:
+        if not (isinstance(backend_class, type) and issubclass(backend_class, Backend)):
+            raise InvalidInput(f"register_backends must register Backend subclasses, not {backend_class!r}",
+                               field="backend")
+        backend_class.check_declaration()
+        for scheme in backend_class.schemes:
+            known = classes.get(scheme)
+            if known is not None and known is not backend_class:
+                raise InvalidInput(f"scheme {scheme!r} registered by {known.name!r} and {backend_class.name!r}",
+                                   field="backend")
+            classes[scheme] = backend_class
 
     plugin_manager().hook.register_backends(register=register)
-    return specs
+    return classes
 
 
 @cache

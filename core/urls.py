@@ -13,11 +13,11 @@ from pathlib import Path
 
 import platformdirs
 
-from memdock.backend import Backend, BackendSpec, BackendURL
+from memdock.backend import Backend, BackendURL
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
 from memdock.errors import InvalidInput
-from memdock.plugins import backend_specs, embedder_specs
+from memdock.plugins import backend_classes, embedder_specs
 
 DEFAULT_EMBEDDER = "minilm"
 URL_ENV = "MEMDOCK_URL"
@@ -37,22 +37,22 @@ def default_url() -> str:
 
 @dataclass(frozen=True)
 class OpenedBackend:
-    """What `open_backend` returns: the backend, its spec, the embedder (None if server-side) and URL."""
+    """What `open_backend` returns: the backend, its class, the embedder (None if server-side) and URL."""
 
     backend: Backend
-    spec: BackendSpec
+    backend_class: type[Backend]
     embedder: Embedder | None
     url: BackendURL
 
 
-def resolve_spec(url: BackendURL) -> BackendSpec:
-    """The registered backend for the URL's scheme; `InvalidInput` (field ``url``) lists known schemes."""
-    specs = backend_specs()
-    spec = specs.get(url.scheme)
-    if spec is None:
-        known = ", ".join(sorted(specs)) or "none"
+def backend_class_for(url: BackendURL) -> type[Backend]:
+    """The registered backend class for the URL's scheme; `InvalidInput` (field ``url``) lists known schemes."""
+    classes = backend_classes()
+    backend_class = classes.get(url.scheme)
+    if backend_class is None:
+        known = ", ".join(sorted(classes)) or "none"
         raise InvalidInput(f"no backend for scheme {url.scheme!r} (installed: {known})", field="url")
-    return spec
+    return backend_class
 
 
 def make_embedder(name: str) -> Embedder:
@@ -70,11 +70,12 @@ def open_backend(url: str | None = None, *, embedder: Embedder | None = None) ->
     An explicit `embedder` overrides the URL's ``embedder=`` parameter.
     """
     parsed = BackendURL.parse(url or default_url())
-    spec = resolve_spec(parsed)
+    backend_class = backend_class_for(parsed)
     params = dict(parsed.params)
     embedder_name = params.pop("embedder", DEFAULT_EMBEDDER)
     parsed = replace(parsed, params=params)
-    settings = spec.settings_model.from_url(parsed)
-    server_side = Capability.SERVER_SIDE_EMBEDDING in spec.capabilities
+    settings = backend_class.Settings.from_url(parsed)
+    server_side = Capability.SERVER_SIDE_EMBEDDING in backend_class.capabilities
     chosen = None if server_side else embedder or make_embedder(embedder_name)
-    return OpenedBackend(backend=spec.factory(settings, chosen), spec=spec, embedder=chosen, url=parsed)
+    return OpenedBackend(backend=backend_class(settings, chosen), backend_class=backend_class, embedder=chosen,
+                         url=parsed)

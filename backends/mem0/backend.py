@@ -18,12 +18,12 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr
 
-from memdock.backend import Backend, BackendSettings, BackendSpec, BackendURL
+from memdock.backend import Backend, BackendSettings, BackendURL
 from memdock.backends.mem0.dialects import AUTH_HEADERS, DIALECTS, Dialect, Item, Message, ScopeIds
 from memdock.backends.mem0.transport import NotFoundAnswer, Transport
 from memdock.capabilities import Capability
@@ -37,7 +37,7 @@ from memdock.pagination import page_of
 
 KEY_ENV = "MEMDOCK_MEM0_API_KEY"
 DIALECT_ALIASES = {"oss": "server", "tonori": "mem0ai-api"}
-"""Other names of the dialects (DESIGN.md's): mem0's open-source server, and tonori's mem0ai-api."""
+"""Other names of the dialects: mem0's open-source server, and tonori's mem0ai-api."""
 DEDUP_CANDIDATES = 10
 CAPABILITIES = frozenset({
     Capability.SERVER_SIDE_EMBEDDING, Capability.FILTER_EQUALITY, Capability.FILTER_RANGE, Capability.CONTAINS,
@@ -45,43 +45,46 @@ CAPABILITIES = frozenset({
 })
 
 
-class Mem0Settings(BackendSettings):
-    """Where the service is, which dialect it speaks, and how patient to be."""
-
-    base_url: str = Field(description="http(s)://host:port[/base path], from the mem0+http(s) URL")
-    dialect: Literal["server", "mem0ai-api", "platform"] = "server"
-    api_key: SecretStr | None = Field(default=None, description=f"else ${KEY_ENV}")
-    timeout: float = Field(default=10.0, gt=0, le=600, description="seconds a call may take, retries included")
-    retries: int = Field(default=2, ge=0, le=10, description="extra attempts for reads (never for writes)")
-    max_items: int = Field(default=1000, ge=10, le=100000, description="longest listing asked for at once")
-
-    @classmethod
-    def from_url(cls, url: BackendURL) -> Self:
-        """``mem0+http://host:port/base?dialect=...`` -> ``base_url=http://host:port/base``."""
-        if not url.host:
-            raise InvalidInput("mem0+http:// needs a host", field="host")
-        scheme = "https" if url.scheme == "mem0+https" else "http"
-        port = f":{url.port}" if url.port else ""
-        if "base_url" in url.params:
-            raise InvalidInput("the service address is the URL's host, port and path", field="base_url")
-        data: dict[str, Any] = {**url.params, "base_url": f"{scheme}://{url.host}{port}{url.path.rstrip('/')}"}
-        if data.get("dialect") in DIALECT_ALIASES:
-            data["dialect"] = DIALECT_ALIASES[data["dialect"]]
-        return cls.validated(data)
-
-    def key(self) -> str | None:
-        """The API key (URL parameter first, then the environment)."""
-        if self.api_key is not None:
-            return self.api_key.get_secret_value()
-        return os.environ.get(KEY_ENV) or None
-
-
 class Mem0Backend(Backend):
     """The memdock protocol over one mem0 dialect (see the module docstring)."""
 
+    name = "mem0"
+    description = "A mem0 HTTP service: mem0's server, the mem0ai-api wrapper, or mem0's platform."
+    schemes = ("mem0+http", "mem0+https")
+    secret_param = "api_key"
     capabilities = CAPABILITIES
 
-    def __init__(self, settings: Mem0Settings) -> None:
+    class Settings(BackendSettings):
+        """Where the service is, which dialect it speaks, and how patient to be."""
+
+        base_url: str = Field(description="http(s)://host:port[/base path], from the mem0+http(s) URL")
+        dialect: Literal["server", "mem0ai-api", "platform"] = "server"
+        api_key: SecretStr | None = Field(default=None, description=f"else ${KEY_ENV}")
+        timeout: float = Field(default=10.0, gt=0, le=600, description="seconds a call may take, retries included")
+        retries: int = Field(default=2, ge=0, le=10, description="extra attempts for reads (never for writes)")
+        max_items: int = Field(default=1000, ge=10, le=100000, description="longest listing asked for at once")
+
+        @classmethod
+        def from_url(cls, url: BackendURL) -> Self:
+            """``mem0+http://host:port/base?dialect=...`` -> ``base_url=http://host:port/base``."""
+            if not url.host:
+                raise InvalidInput("mem0+http:// needs a host", field="host")
+            scheme = "https" if url.scheme == "mem0+https" else "http"
+            port = f":{url.port}" if url.port else ""
+            if "base_url" in url.params:
+                raise InvalidInput("the service address is the URL's host, port and path", field="base_url")
+            data: dict[str, Any] = {**url.params, "base_url": f"{scheme}://{url.host}{port}{url.path.rstrip('/')}"}
+            if data.get("dialect") in DIALECT_ALIASES:
+                data["dialect"] = DIALECT_ALIASES[data["dialect"]]
+            return cls.validated(data)
+
+        def key(self) -> str | None:
+            """The API key (URL parameter first, then the environment)."""
+            if self.api_key is not None:
+                return self.api_key.get_secret_value()
+            return os.environ.get(KEY_ENV) or None
+
+    def __init__(self, settings: Mem0Backend.Settings, embedder: Embedder | None) -> None:
         key = settings.key()
         headers: dict[str, str] = {}
         if key:
@@ -256,15 +259,7 @@ def _same_conversation(first: MemoryRecord, other: MemoryRecord) -> bool:
             and rest(first) == rest(other))
 
 
-def _open(settings: Mem0Settings, embedder: Embedder | None) -> Backend:
-    return Mem0Backend(settings)
-
-
 @hookimpl
-def register_backends(register: Any) -> None:
+def register_backends(register: Callable[[type[Backend]], None]) -> None:
     """Register ``mem0+http://`` and ``mem0+https://``."""
-    register(BackendSpec(
-        name="mem0", schemes=("mem0+http", "mem0+https"), settings_model=Mem0Settings, factory=_open,
-        capabilities=CAPABILITIES, namespace_param=None,
-        description="A mem0 HTTP service: mem0's server, the mem0ai-api wrapper, or mem0's platform.",
-    ))
+    register(Mem0Backend)

@@ -17,9 +17,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from memdock.errors import (
     AuthenticationFailed,
@@ -29,6 +27,9 @@ from memdock.errors import (
     MemdockError,
     Unsupported,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 BACKOFF_SECONDS = 0.1
 
@@ -55,6 +56,8 @@ class Transport:
         self.retries = retries
         self.envelope = envelope
         self.where = base_url
+        import httpx  # here, not at module top: loading plugins must not load the HTTP client
+
         self._client = httpx.Client(base_url=base_url, headers=dict(headers), timeout=timeout,
                                     follow_redirects=False, limits=httpx.Limits(max_keepalive_connections=10))
 
@@ -65,6 +68,8 @@ class Transport:
     def request(self, method: str, path: str, *, idempotent: bool, params: Mapping[str, Any] | None = None,
                 json_body: Any = None, content: bytes | None = None) -> Answer:
         """Send one request (retrying reads within the time budget) and check its answer."""
+        import httpx
+
         deadline = time.monotonic() + self.timeout
         attempt = 0
         while True:

@@ -1,460 +1,178 @@
 """PostgreSQL + pgvector: ``pgvector://user:pass@host:port/db?table=memdock`` (also ``postgresql://`` and
 ``postgres://``; a Unix-socket directory goes in ``?host=/run/postgresql``; the password may come from
-the URL, ``PGPASSWORD`` or ``~/.pgpass``, as libpq reads them).
+the URL's netloc or ``?password=``, ``PGPASSWORD`` or ``~/.pgpass``, as libpq reads them).
 
-- Storage: one table per namespace (`backends.pgvector_schema`), created by explicit, versioned,
-  idempotent migrations when the backend opens.
-- Connections: one psycopg `ConnectionPool` per server and pool size, shared by every backend of the
-  process and checked on checkout, so a pool outlives a server restart: while the server is down a call
-  raises `BackendUnavailable` after ``connect_timeout`` seconds, and the first call after it is back
-  succeeds.
-- Filters: compiled to parameterised SQL with the reference evaluator's semantics
-  (`backends.pgvector_sql`); ``icontains`` (Python's casefold) is evaluated in Python over the scope.
-- Search: ``ORDER BY embedding <=> q`` with ``hnsw.iterative_scan`` and an ``hnsw.ef_search`` raised to
-  the limit, so scoped and filtered searches return as many hits as exist (pgvector otherwise filters
-  after the index scan and returns too few); the hits are re-ranked exactly.
-- Writes: a batch is one transaction (COPY), all or nothing. Every driver error becomes
-  `BackendUnavailable` naming the server without its password.
+This module is the backend's declaration and loads no driver; psycopg is imported when a backend opens
+(`memdock.backends.pgvector.store` holds the implementation, `schema` the migrations, `sql` the filter
+compiler).
 """
 
 from __future__ import annotations
 
 import builtins
-import math
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import Any, Literal, Self, overload
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Self
 
-import numpy as np
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
-from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import Field, SecretStr
 
-from memdock.backend import Backend, BackendSettings, BackendSpec, BackendURL
-from memdock.backends.pgvector.schema import Namespace, check_table_name, setup
-from memdock.backends.pgvector.sql import Bound, compile_filter, needs_python, ordering_fields, params_of
+from memdock.backend import Backend, BackendSettings, BackendURL
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
-from memdock.errors import BackendUnavailable, InvalidFilter, InvalidInput, MemdockError
-from memdock.filters import Filter, evaluate
+from memdock.errors import InvalidInput
+from memdock.filters import Filter
 from memdock.hookspecs import hookimpl
-from memdock.models import SCOPE_FIELDS, EventKind, HistoryEvent, MemoryRecord, Page, Scope, SearchHit
-from memdock.pagination import decode_cursor, encode_cursor, page_of
-from memdock.scoring import cosine_distance_to_score, rank_by_cosine
+from memdock.models import HistoryEvent, MemoryRecord, Page, Scope, SearchHit
+
+if TYPE_CHECKING:
+    from memdock.backends.pgvector.store import PgvectorStore
 
 CAPABILITIES = frozenset({
     Capability.FILTER_EQUALITY, Capability.FILTER_RANGE, Capability.CONTAINS, Capability.HISTORY,
     Capability.TTL, Capability.PERSISTENCE, Capability.NESTED_METADATA, Capability.CONCURRENT_WRITES,
 })
-COLUMNS = ("id", "text", "user_id", "agent_id", "run_id", "app_id", "metadata", "hash", "created_at", "updated_at",
-           "expires_at")
-HISTORY_COLUMNS = ("id", "memory_id", "event", "old_text", "new_text", "old_metadata", "new_metadata", "user_id",
-                   "agent_id", "run_id", "app_id", "created_at")
 SSL_MODES = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
 
 
-class PgvectorSettings(BackendSettings):
-    """Connection, namespace, pool and index settings (query parameters; host/port/db/user from the URL)."""
-
-    host: str | None = Field(default=None, description="server host, or a Unix-socket directory")
-    port: int | None = Field(default=None, ge=1, le=65535)
-    dbname: str | None = None
-    user: str | None = None
-    password: SecretStr | None = Field(default=None, description="prefer PGPASSWORD or ~/.pgpass")
-    table: str = Field(default="memdock", description="namespace: the table holding the memories")
-    collection: str | None = Field(default=None, description="alias of table (the conformance kit sets it)")
-    sslmode: SSL_MODES | None = None
-    application_name: str = "memdock"
-    connect_timeout: int = Field(default=5, ge=1, le=300, description="seconds to connect or wait for the pool")
-    statement_timeout_ms: int = Field(default=30000, ge=0, description="0 = no limit")
-    pool_min_size: int = Field(default=1, ge=0, le=100)
-    pool_max_size: int = Field(default=10, ge=1, le=1000)
-    hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW links per node (at table creation)")
-    hnsw_ef_construction: int = Field(default=64, ge=4, le=1000, description="HNSW build width (at creation)")
-    ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW search width (raised to the limit)")
-    iterative_scan: Literal["relaxed_order", "strict_order", "off"] = "relaxed_order"
-    max_scan_tuples: int = Field(default=20000, ge=1, description="iterative scan budget (hnsw.max_scan_tuples)")
-
-    @classmethod
-    def from_url(cls, url: BackendURL) -> Self:
-        """Host, port, database, user and password from the URL; everything else from the query."""
-        data: dict[str, Any] = dict(url.params)
-        for key, value in (("host", url.host), ("port", url.port), ("user", url.username),
-                           ("password", url.password), ("dbname", url.path.lstrip("/") or None)):
-            if value is not None and key not in data:
-                data[key] = value
-        settings = cls.validated(data)
-        if settings.collection is not None:
-            if "table" in url.params and settings.table != settings.collection:
-                raise InvalidInput("table and collection name the same thing; give one", field="collection")
-            settings = settings.model_copy(update={"table": settings.collection})
-        check_table_name(settings.table)
-        if settings.pool_min_size > settings.pool_max_size:
-            raise InvalidInput("must not exceed pool_max_size", field="pool_min_size")
-        return settings
-
-    def conninfo(self) -> str:
-        """The libpq connection string (holds the password: never log it)."""
-        options = f"-c statement_timeout={self.statement_timeout_ms}"
-        parts: dict[str, Any] = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user,
-                                 "sslmode": self.sslmode, "application_name": self.application_name,
-                                 "connect_timeout": self.connect_timeout, "options": options}
-        if self.password is not None:
-            parts["password"] = self.password.get_secret_value()
-        return make_conninfo("", **{k: v for k, v in parts.items() if v is not None})
-
-    def location(self) -> str:
-        """Where the data is, without secrets."""
-        user = f"{self.user}@" if self.user else ""
-        if self.host and self.host.startswith("/"):  # a Unix-socket directory
-            port = f"&port={self.port}" if self.port else ""
-            return f"postgresql://{user}/{self.dbname or ''}?host={self.host}{port}&table={self.table}"
-        port = f":{self.port}" if self.port else ""
-        return f"postgresql://{user}{self.host or 'localhost'}{port}/{self.dbname or ''}?table={self.table}"
-
-
-class _SharedPool:
-    """A pool and how many open backends use it."""
-
-    def __init__(self, pool: ConnectionPool[Any]) -> None:
-        self.pool = pool
-        self.users = 0
-
-
-_pools: dict[tuple[str, int, int], _SharedPool] = {}
-_pools_lock = threading.Lock()
-
-
-def _configure(conn: psycopg.Connection[Any]) -> None:
-    from pgvector.psycopg import register_vector
-
-    register_vector(conn)
-    conn.commit()
-
-
-def _acquire_pool(settings: PgvectorSettings) -> tuple[tuple[str, int, int], ConnectionPool[Any]]:
-    key = (settings.conninfo(), settings.pool_min_size, settings.pool_max_size)
-    with _pools_lock:
-        shared = _pools.get(key)
-        if shared is None:
-            pool: ConnectionPool[Any] = ConnectionPool(
-                key[0], min_size=settings.pool_min_size, max_size=settings.pool_max_size,
-                timeout=float(settings.connect_timeout), configure=_configure, check=ConnectionPool.check_connection,
-                reconnect_timeout=float(settings.connect_timeout) * 4, name=f"memdock:{settings.location()}",
-                open=False,
-            )
-            pool.open(wait=False)
-            shared = _pools[key] = _SharedPool(pool)
-        shared.users += 1
-        return key, shared.pool
-
-
-def _release_pool(key: tuple[str, int, int]) -> None:
-    with _pools_lock:
-        shared = _pools.get(key)
-        if shared is None:
-            return
-        shared.users -= 1
-        if shared.users <= 0:
-            del _pools[key]
-            shared.pool.close(timeout=5)
+def check_table_name(name: str, field: str = "table") -> str:
+    """A lower-case SQL identifier of at most 40 characters (so derived index names fit in 63)."""
+    if not TABLE_NAME.match(name):
+        raise InvalidInput("must be 1-40 characters of a-z, 0-9 and _, not starting with a digit", field=field)
+    return name
 
 
 class PgvectorBackend(Backend):
-    """memdock records in one PostgreSQL table (see the module docstring)."""
+    """memdock records in one PostgreSQL table per namespace; every call goes to a `PgvectorStore`."""
 
+    name = "pgvector"
+    description = "PostgreSQL with pgvector (pgvector://user@host/db?table=memdock)."
+    schemes = ("pgvector", "postgresql", "postgres")
     capabilities = CAPABILITIES
+    namespace_param = "table"
+    secret_param = "password"
 
-    def __init__(self, settings: PgvectorSettings, embedder: Embedder | None) -> None:
+    class Settings(BackendSettings):
+        """Connection, namespace, pool and index settings (query parameters; host/port/db/user from the URL)."""
+
+        host: str | None = Field(default=None, description="server host, or a Unix-socket directory")
+        port: int | None = Field(default=None, ge=1, le=65535)
+        dbname: str | None = None
+        user: str | None = None
+        password: SecretStr | None = Field(default=None, description="prefer PGPASSWORD or ~/.pgpass")
+        table: str = Field(default="memdock", description="namespace: the table holding the memories")
+        collection: str | None = Field(default=None, description="alias of table (the conformance kit sets it)")
+        sslmode: SSL_MODES | None = None
+        application_name: str = "memdock"
+        connect_timeout: int = Field(default=5, ge=1, le=300, description="seconds to connect or wait for the pool")
+        statement_timeout_ms: int = Field(default=30000, ge=0, description="0 = no limit")
+        pool_min_size: int = Field(default=1, ge=0, le=100)
+        pool_max_size: int = Field(default=10, ge=1, le=1000)
+        hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW links per node (at table creation)")
+        hnsw_ef_construction: int = Field(default=64, ge=4, le=1000, description="HNSW build width (at creation)")
+        ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW search width (raised to the limit)")
+        iterative_scan: Literal["relaxed_order", "strict_order", "off"] = "relaxed_order"
+        max_scan_tuples: int = Field(default=20000, ge=1, description="iterative scan budget (hnsw.max_scan_tuples)")
+
+        @classmethod
+        def from_url(cls, url: BackendURL) -> Self:
+            """Host, port, database, user and password from the URL; everything else from the query."""
+            data: dict[str, Any] = dict(url.params)
+            for key, value in (("host", url.host), ("port", url.port), ("user", url.username),
+                               ("password", url.password), ("dbname", url.path.lstrip("/") or None)):
+                if value is not None and key not in data:
+                    data[key] = value
+            settings = cls.validated(data)
+            if settings.collection is not None:
+                if "table" in url.params and settings.table != settings.collection:
+                    raise InvalidInput("table and collection name the same thing; give one", field="collection")
+                settings = settings.model_copy(update={"table": settings.collection})
+            check_table_name(settings.table)
+            if settings.pool_min_size > settings.pool_max_size:
+                raise InvalidInput("must not exceed pool_max_size", field="pool_min_size")
+            return settings
+
+        def conninfo(self) -> str:
+            """The libpq connection string (holds the password: never log it)."""
+            options = f"-c statement_timeout={self.statement_timeout_ms}"
+            parts: dict[str, Any] = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user,
+                                     "sslmode": self.sslmode, "application_name": self.application_name,
+                                     "connect_timeout": self.connect_timeout, "options": options}
+            if self.password is not None:
+                parts["password"] = self.password.get_secret_value()
+            from psycopg.conninfo import make_conninfo
+
+            return make_conninfo("", **{k: v for k, v in parts.items() if v is not None})
+
+        def location(self) -> str:
+            """Where the data is, without secrets."""
+            user = f"{self.user}@" if self.user else ""
+            if self.host and self.host.startswith("/"):  # a Unix-socket directory
+                port = f"&port={self.port}" if self.port else ""
+                return f"postgresql://{user}/{self.dbname or ''}?host={self.host}{port}&table={self.table}"
+            port = f":{self.port}" if self.port else ""
+            return f"postgresql://{user}{self.host or 'localhost'}{port}/{self.dbname or ''}?table={self.table}"
+
+    def __init__(self, settings: PgvectorBackend.Settings, embedder: Embedder | None) -> None:
         if embedder is None:
             raise InvalidInput("the pgvector backend needs an embedder", field="embedder")
-        self._settings = settings
-        self._where = settings.location()
-        self._ns = Namespace(settings.table, embedder.dimension, settings.hnsw_m, settings.hnsw_ef_construction)
-        self._table = sql.Identifier(settings.table)
-        self._history_table = sql.Identifier(settings.table + "_history")
-        try:
-            with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
-                setup(conn, self._ns, embedder.identity)
-        except MemdockError:
-            raise
-        except (psycopg.Error, OSError) as exc:
-            raise BackendUnavailable(f"pgvector at {self._where}: {type(exc).__name__}: {_first_line(exc)}") from None
-        self._pool_key, self._pool = _acquire_pool(settings)
-        self._closed = False
+        from memdock.backends.pgvector.store import PgvectorStore
 
-    # -- plumbing ------------------------------------------------------------------------------------------
-
-    @contextmanager
-    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection inside one transaction (committed on success, rolled back on error)."""
-        try:
-            with self._pool.connection(timeout=float(self._settings.connect_timeout)) as conn:
-                yield conn
-        except MemdockError:
-            raise
-        except psycopg.errors.UniqueViolation:
-            raise BackendUnavailable(
-                f"pgvector at {self._where}: another writer stored the same text in this scope at the same time; retry"
-            ) from None
-        except PoolTimeout:
-            raise BackendUnavailable(
-                f"pgvector at {self._where}: no connection within {self._settings.connect_timeout}s (server down?)"
-            ) from None
-        except (psycopg.Error, OSError) as exc:
-            raise BackendUnavailable(f"pgvector at {self._where}: {type(exc).__name__}: {_first_line(exc)}") from None
-
-    def _scope_clause(self, scope: Scope) -> list[sql.Composable]:
-        clauses: list[sql.Composable] = [
-            Bound(sql.SQL("{} = %s").format(sql.Identifier(name)), [value]) for name, value in scope.ids().items()
-        ]
-        clauses.append(Bound(sql.SQL("(expires_at IS NULL OR expires_at > %s)"), [self.now()]))
-        return clauses
-
-    def _where_clause(
-        self, conn: psycopg.Connection[Any], scope: Scope, where: Filter | None
-    ) -> list[sql.Composable] | None:
-        """SQL conditions for scope, liveness and filter; None when the filter must run in Python.
-        Raises `InvalidFilter` when the reference evaluator would raise on a record in scope."""
-        clauses = self._scope_clause(scope)
-        if where is None:
-            return clauses
-        if needs_python(where):
-            return None
-        compiled = compile_filter(where)
-        if compiled.raises.constant is not False:
-            probe = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
-                self._table, sql.SQL(" AND ").join([*clauses, compiled.raises.sql]))
-            row = conn.execute(probe, params_of(probe)).fetchone()
-            if row and row[0]:
-                fields = ordering_fields(where)
-                raise InvalidFilter("an ordering operator compares numbers but a stored value is not a number",
-                                    field=fields[0] if fields else "filter")
-        return [*clauses, compiled.matches.sql]
-
-    def _select(self, conn: psycopg.Connection[Any], clauses: list[sql.Composable], tail: sql.Composable,
-                *, vectors: bool = False) -> list[MemoryRecord]:
-        columns = [*COLUMNS, *(["embedding"] if vectors else [])]
-        query = sql.SQL("SELECT {} FROM {} WHERE {} {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)), self._table, sql.SQL(" AND ").join(clauses), tail)
-        return [_record(row) for row in conn.execute(query, params_of(query)).fetchall()]
-
-    def _python_filtered(self, conn: psycopg.Connection[Any], scope: Scope, where: Filter,
-                         *, vectors: bool = False) -> list[MemoryRecord]:
-        records = self._select(conn, self._scope_clause(scope), sql.SQL(""), vectors=vectors)
-        return [r for r in records if evaluate(where, r)]
-
-    # -- writes --------------------------------------------------------------------------------------------
+        self._store: PgvectorStore = PgvectorStore(settings, embedder, now=lambda: self.now())
 
     def add(self, records: Sequence[MemoryRecord]) -> None:
-        """One transaction: expired rows holding the same (scope, hash) are removed, then COPY."""
-        if not records:
-            return
-        if any(r.vector is None for r in records):
-            raise InvalidInput("records need vectors", field="vector")
-        with self._transaction() as conn:
-            keys = [[r.scope.user_id or "", r.scope.agent_id or "", r.scope.run_id or "", r.scope.app_id or "", r.hash]
-                    for r in records]
-            conn.execute(sql.SQL(
-                "DELETE FROM {} WHERE expires_at <= %s AND (COALESCE(user_id, ''), COALESCE(agent_id, ''),"
-                " COALESCE(run_id, ''), COALESCE(app_id, ''), hash) IN"
-                " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]))"
-            ).format(self._table), [self.now(), *(list(column) for column in zip(*keys, strict=True))])
-            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                self._table, sql.SQL(", ").join(map(sql.Identifier, [*COLUMNS, "embedding"])))
-            with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
-                for record in records:
-                    copy.write_row(_row(record))
-
-    def update(self, record: MemoryRecord) -> None:
-        """Replace text, metadata, hash, times and vector; another memory holding the new text in the same
-        scope makes it `InvalidInput` (field ``text``)."""
-        with self._transaction() as conn:
-            try:
-                conn.execute(sql.SQL(
-                    "UPDATE {} SET text = %s, metadata = %s, hash = %s, updated_at = %s, expires_at = %s,"
-                    " embedding = %s WHERE id = %s"
-                ).format(self._table), [record.text, _jsonb(record.metadata), record.hash, record.updated_at,
-                                        record.expires_at, _vector(record.vector), record.id])
-            except psycopg.errors.UniqueViolation:
-                raise InvalidInput("another memory in this scope already holds this text", field="text") from None
-
-    def delete(self, memory_ids: Sequence[str]) -> None:
-        """Delete by id; unknown ids are ignored."""
-        if memory_ids:
-            with self._transaction() as conn:
-                conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._table), [list(memory_ids)])
-
-    def reset(self) -> None:
-        """Empty the namespace's memories and history."""
-        with self._transaction() as conn:
-            conn.execute(sql.SQL("TRUNCATE {}, {}").format(self._table, self._history_table))
-
-    # -- reads ---------------------------------------------------------------------------------------------
+        """All records in one COPY transaction."""
+        self._store.add(records)
 
     def get(self, memory_id: str) -> MemoryRecord | None:
-        """The record (with its vector), or None when missing or expired."""
-        with self._transaction() as conn:
-            found = self._select(conn, [Bound(sql.SQL("id = %s"), [memory_id])], sql.SQL(""), vectors=True)
-        if not found or found[0].is_expired(self.now()):
-            return None
-        return found[0]
+        """The live record with this id."""
+        return self._store.get(memory_id)
 
     def find_by_hash(self, scope: Scope, text_hash: str) -> MemoryRecord | None:
-        """A live record with exactly this scope and hash (served by the unique index)."""
-        clauses: list[sql.Composable] = [
-            Bound(sql.SQL("COALESCE({}, '') = %s").format(sql.Identifier(name)), [getattr(scope, name) or ""])
-            for name in SCOPE_FIELDS
-        ]
-        clauses += [Bound(sql.SQL("hash = %s"), [text_hash]),
-                    Bound(sql.SQL("(expires_at IS NULL OR expires_at > %s)"), [self.now()])]
-        with self._transaction() as conn:
-            found = self._select(conn, clauses, sql.SQL("LIMIT 1"))
-        return found[0] if found else None
+        """A live record of exactly `scope` with this hash."""
+        return self._store.find_by_hash(scope, text_hash)
+
+    def update(self, record: MemoryRecord) -> None:
+        """Replace the stored record."""
+        self._store.update(record)
+
+    def delete(self, memory_ids: Sequence[str]) -> None:
+        """Delete these records."""
+        self._store.delete(memory_ids)
+
+    def reset(self) -> None:
+        """Empty the namespace's table and its history."""
+        self._store.reset()
 
     def search(
         self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
-    ) -> list[SearchHit]:
-        """The nearest live records in scope matching `where`, re-ranked exactly (ties by id)."""
-        if vector is None:
-            raise InvalidInput("the pgvector backend needs a query vector", field="vector")
-        with self._transaction() as conn:
-            clauses = self._where_clause(conn, scope, where)
-            if clauses is None:
-                assert where is not None
-                return rank_by_cosine(vector, self._python_filtered(conn, scope, where, vectors=True), limit)
-            settings = self._settings
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true),"
-                         " set_config('hnsw.max_scan_tuples', %s, true)",
-                         [str(max(settings.ef_search, min(limit * 2, 1000))), settings.iterative_scan,
-                          str(settings.max_scan_tuples)])
-            query = sql.SQL(
-                "SELECT {}, embedding <=> %s AS distance FROM {} WHERE {} ORDER BY embedding <=> %s LIMIT %s"
-            ).format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), self._table,
-                                 sql.SQL(" AND ").join(clauses))
-            query_vector = _vector(vector)
-            where_params = params_of(sql.Composed(clauses))
-            rows = conn.execute(query, [query_vector, *where_params, query_vector, limit]).fetchall()
-        hits = [SearchHit(record=_record(row[:-1]), score=_score(row[-1])) for row in rows]
-        return sorted(hits, key=lambda h: (-h.score, h.record.id))
+    ) -> builtins.list[SearchHit]:
+        """Nearest records by cosine, re-ranked exactly."""
+        return self._store.search(vector, text, scope, where, limit)
 
     def list(self, scope: Scope, where: Filter | None, limit: int, cursor: str | None) -> Page:
         """A keyset page ordered by (created_at, id)."""
-        with self._transaction() as conn:
-            clauses = self._where_clause(conn, scope, where)
-            if clauses is None:
-                assert where is not None
-                return page_of(self._python_filtered(conn, scope, where), limit, cursor)
-            if cursor is not None:
-                created, memory_id = decode_cursor(cursor)
-                clauses.append(Bound(sql.SQL("(created_at, id) > (%s, %s)"),
-                                     [datetime.fromisoformat(created), memory_id]))
-            items = self._select(conn, clauses, Bound(sql.SQL("ORDER BY created_at, id LIMIT %s"), [limit + 1]))
-        more = len(items) > limit
-        items = items[:limit]
-        return Page(items=items, next_cursor=encode_cursor(items[-1]) if more and items else None)
+        return self._store.list(scope, where, limit, cursor)
 
     def count(self, scope: Scope, where: Filter | None) -> int:
-        """How many live records in scope match `where`."""
-        with self._transaction() as conn:
-            clauses = self._where_clause(conn, scope, where)
-            if clauses is None:
-                assert where is not None
-                return len(self._python_filtered(conn, scope, where))
-            query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self._table, sql.SQL(" AND ").join(clauses))
-            row = conn.execute(query, params_of(query)).fetchone()
-        return int(row[0]) if row else 0
-
-    # -- history -------------------------------------------------------------------------------------------
+        """Matching live records."""
+        return self._store.count(scope, where)
 
     def record_history(self, events: Sequence[HistoryEvent]) -> None:
-        """Append events in one transaction."""
-        if not events:
-            return
-        with self._transaction() as conn:
-            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                self._history_table, sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS)))
-            with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
-                for e in events:
-                    copy.write_row([e.id, e.memory_id, e.event.value, e.old_text, e.new_text,
-                                    _jsonb(e.old_metadata), _jsonb(e.new_metadata), e.scope.user_id,
-                                    e.scope.agent_id, e.scope.run_id, e.scope.app_id, e.created_at])
+        """Append history events (COPY)."""
+        self._store.record_history(events)
 
     def history(self, memory_id: str) -> builtins.list[HistoryEvent]:
-        """Events of one memory, oldest first (recording order breaks ties)."""
-        with self._transaction() as conn:
-            rows = conn.execute(sql.SQL("SELECT {} FROM {} WHERE memory_id = %s ORDER BY created_at, seq").format(
-                sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS)), self._history_table), [memory_id]).fetchall()
-        return [
-            HistoryEvent(id=r[0], memory_id=r[1], event=EventKind(r[2]), old_text=r[3], new_text=r[4],
-                         old_metadata=r[5], new_metadata=r[6],
-                         scope=Scope(user_id=r[7], agent_id=r[8], run_id=r[9], app_id=r[10]), created_at=r[11])
-            for r in rows
-        ]
+        """Events of one memory, oldest first."""
+        return self._store.history(memory_id)
 
     def close(self) -> None:
-        """Stop using the shared pool (it closes when its last user does)."""
-        if not self._closed:
-            self._closed = True
-            _release_pool(self._pool_key)
+        """Release this backend's share of the connection pool."""
+        self._store.close()
 
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0]
-
-
-def _jsonb(value: Any) -> Jsonb | None:
-    return None if value is None else Jsonb(value)
-
-
-def _vector(vector: Sequence[float] | None) -> Any:
-    return None if vector is None else np.asarray(vector, dtype=np.float32)
-
-
-def _row(record: MemoryRecord) -> list[Any]:
-    scope = record.scope
-    return [record.id, record.text, scope.user_id, scope.agent_id, scope.run_id, scope.app_id, _jsonb(record.metadata),
-            record.hash, record.created_at, record.updated_at, record.expires_at, _vector(record.vector)]
-
-
-def _record(row: Sequence[Any]) -> MemoryRecord:
-    vector = row[11] if len(row) > 11 else None
-    if vector is not None:
-        vector = [float(x) for x in (vector.to_list() if hasattr(vector, "to_list") else vector)]
-    return MemoryRecord(
-        id=row[0], text=row[1], scope=Scope(user_id=row[2], agent_id=row[3], run_id=row[4], app_id=row[5]),
-        metadata=row[6], hash=row[7], created_at=_utc(row[8]), updated_at=_utc(row[9]), expires_at=_utc(row[10]),
-        vector=vector,
-    )
-
-
-@overload
-def _utc(value: datetime) -> datetime: ...
-@overload
-def _utc(value: None) -> None: ...
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
-
-
-def _score(distance: Any) -> float:
-    value = float(distance)
-    return 0.5 if math.isnan(value) else cosine_distance_to_score(value)
-
-
-def _open(settings: PgvectorSettings, embedder: Embedder | None) -> Backend:
-    return PgvectorBackend(settings, embedder)
 
 
 @hookimpl
-def register_backends(register: Any) -> None:
+def register_backends(register: Callable[[type[Backend]], None]) -> None:
     """Register ``pgvector://``, ``postgresql://`` and ``postgres://``."""
-    register(BackendSpec(
-        name="pgvector", schemes=("pgvector", "postgresql", "postgres"), settings_model=PgvectorSettings,
-        factory=_open, capabilities=CAPABILITIES, namespace_param="table",
-        description="PostgreSQL with pgvector (pgvector://user@host/db?table=memdock).",
-    ))
+    register(PgvectorBackend)

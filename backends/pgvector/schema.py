@@ -17,7 +17,6 @@ Layout of namespace ``T`` (version 1):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,17 +24,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from memdock.errors import EmbedderMismatch, InvalidInput, Unsupported
+from memdock.backends.pgvector.backend import check_table_name
+from memdock.errors import EmbedderMismatch, Unsupported
 
 SCHEMA_TABLE = "memdock_schema"
-TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
-
-
-def check_table_name(name: str, field: str = "table") -> str:
-    """A lower-case SQL identifier of at most 40 characters (so derived index names fit in 63)."""
-    if not TABLE_NAME.match(name):
-        raise InvalidInput("must be 1-40 characters of a-z, 0-9 and _, not starting with a digit", field=field)
-    return name
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 once per process (opening embedded Chroma again and again leaks), checked with a harmless read, and
 closed when the process exits (pgvector's pool and mem0's HTTP client release their connections).
 
-The key goes where the backend reads it: ``?api_key=`` of a ``mem0+http(s)://`` URL, ``?password=`` of a
-``pgvector://`` / ``postgresql://`` URL. Other backends take no key, and giving one is an error (a Chroma
+The key goes where the backend reads its secret, the URL parameter its class declares as
+`Backend.secret_param` (``?api_key=`` of a ``mem0+http(s)://`` URL, ``?password=`` of a ``pgvector://`` /
+``postgresql://`` URL). Backends that declare none take no key, and giving one is an error (a Chroma
 server's token comes only from ``MEMDOCK_CHROMA_TOKEN`` in the plugin daemon's environment). A key already
 in the URL wins. Nothing here imports `dify_plugin`.
 """
@@ -16,10 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from memdock.errors import AuthenticationFailed, BackendUnavailable, InvalidInput, MemdockError
 from memdock.memory import Memory
+from memdock.plugins import backend_classes
 
-KEY_PARAMETERS = {"mem0+http": "api_key", "mem0+https": "api_key", "pgvector": "password", "postgresql": "password",
-                  "postgres": "password"}
-"""URL scheme -> the query parameter its backend reads a key from."""
 CHECK_SCOPE = "memdock-credentials-check"
 """The user id of the throwaway scope `check_backend` counts in."""
 
@@ -41,7 +40,8 @@ def keyed_url(url: str | None, api_key: str | None) -> str:
     if not key:
         return url
     parts = urlsplit(url)
-    parameter = KEY_PARAMETERS.get(parts.scheme)
+    backend_class = backend_classes().get(parts.scheme.lower())
+    parameter = backend_class.secret_param if backend_class is not None else None
     if parameter is None:
         raise InvalidInput(f"is not used by {parts.scheme or 'this'}:// backends; leave it empty", field="api_key")
     params = dict(parse_qsl(parts.query, keep_blank_values=True))

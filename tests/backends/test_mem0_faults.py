@@ -150,8 +150,8 @@ def test_bad_urls_are_refused_naming_the_parameter(url: str, field: str) -> None
 
 def test_design_names_of_the_dialects_are_aliases() -> None:
     from memdock.backend import BackendURL
-    from memdock.backends.mem0.backend import Mem0Settings
+    from memdock.backends.mem0.backend import Mem0Backend
 
-    assert Mem0Settings.from_url(BackendURL.parse("mem0+http://h:1/m?dialect=oss")).dialect == "server"
-    assert Mem0Settings.from_url(BackendURL.parse("mem0+https://h/x?dialect=tonori")).dialect == "mem0ai-api"
-    assert Mem0Settings.from_url(BackendURL.parse("mem0+https://h/x/?dialect=tonori")).base_url == "https://h/x"
+    assert Mem0Backend.Settings.from_url(BackendURL.parse("mem0+http://h:1/m?dialect=oss")).dialect == "server"
+    assert Mem0Backend.Settings.from_url(BackendURL.parse("mem0+https://h/x?dialect=tonori")).dialect == "mem0ai-api"
+    assert Mem0Backend.Settings.from_url(BackendURL.parse("mem0+https://h/x/?dialect=tonori")).base_url == "https://h/x"

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 import memdock
 from memdock import BackendUnavailable, EmbedderMismatch, InvalidFilter, InvalidInput, Memory, MemoryNotFound
 from memdock.backend import BackendURL
-from memdock.backends.pgvector.backend import PgvectorBackend, PgvectorSettings
+from memdock.backends.pgvector.backend import PgvectorBackend
 from memdock.backends.pgvector.schema import LATEST, Namespace, drop, setup
 from memdock.embedding import Embedder
 from memdock.errors import Unsupported
@@ -41,11 +41,11 @@ def fresh(pg_url: str, **params: str) -> str:
     return pg_url + extra
 
 
-def settings_of(url: str) -> PgvectorSettings:
+def settings_of(url: str) -> PgvectorBackend.Settings:
     """The backend settings a URL selects (without the core's ``embedder`` parameter)."""
     parsed = BackendURL.parse(url)
     params = {k: v for k, v in parsed.params.items() if k != "embedder"}
-    return PgvectorSettings.from_url(replace(parsed, params=params))
+    return PgvectorBackend.Settings.from_url(replace(parsed, params=params))
 
 
 @pytest.fixture

@@ -10,17 +10,16 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Self
 
 import pytest
 
-from memdock import BackendSpec, BackendURL, Capability
-from memdock.backends.reference import CAPABILITIES, ReferenceBackend, ReferenceSettings, _Store
+from memdock import Capability
+from memdock.backends.reference import CAPABILITIES, ReferenceBackend, _Store
 from memdock.conformance import Status, all_checks, run
 from memdock.embedding import Embedder
 from memdock.filters import And, Comparison, Filter, Not, Or
 from memdock.models import MemoryRecord, Scope, SearchHit
-from memdock.plugins import backend_specs
+from memdock.plugins import backend_classes
 
 
 def conformance_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -64,16 +63,6 @@ def test_every_check_has_a_troubleshooting_docstring() -> None:
 
 
 # --- deliberately broken backends -------------------------------------------------------------------
-
-
-class BrokenSettings(ReferenceSettings):
-    """Like memory://NAME, but also accepts the `collection` parameter the kit sets."""
-
-    collection: str | None = None
-
-    @classmethod
-    def from_url(cls, url: BackendURL) -> Self:
-        return cls.validated(dict(url.params))
 
 
 class ScopeLeakingSearch(ReferenceBackend):
@@ -126,7 +115,7 @@ class ForgetsOnReopen(ReferenceBackend):
 
     capabilities = CAPABILITIES | {Capability.PERSISTENCE}
 
-    def __init__(self, settings: ReferenceSettings, embedder: Embedder | None) -> None:
+    def __init__(self, settings: ReferenceBackend.Settings, embedder: Embedder | None) -> None:
         super().__init__(settings, embedder)
         self._store = _Store()
 
@@ -143,17 +132,15 @@ _lock = threading.Lock()
 
 @pytest.fixture
 def broken_schemes() -> Iterator[None]:
-    specs = backend_specs()
+    classes = backend_classes()
     with _lock:
         for scheme, (cls, _) in BROKEN.items():
-            specs[scheme] = BackendSpec(
-                name=scheme, schemes=(scheme,), settings_model=BrokenSettings,
-                factory=lambda settings, embedder, cls=cls: cls(settings, embedder),
-                capabilities=cls.capabilities,
-            )
+            declared = type(f"Declared{cls.__name__}", (cls,), {"name": scheme, "schemes": (scheme,)})
+            declared.check_declaration()
+            classes[scheme] = declared
         yield
         for scheme in BROKEN:
-            specs.pop(scheme, None)
+            classes.pop(scheme, None)
 
 
 @pytest.mark.parametrize("scheme", sorted(BROKEN))

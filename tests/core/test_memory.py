@@ -13,7 +13,7 @@ import pytest
 
 import memdock
 from memdock import Memory
-from memdock.backends.reference import CAPABILITIES, ReferenceBackend, ReferenceSettings
+from memdock.backends.reference import CAPABILITIES, ReferenceBackend
 from memdock.capabilities import Capability
 from memdock.errors import (
     BackendUnavailable,
@@ -613,7 +613,7 @@ class ExplodingBackend(ReferenceBackend):
 
 def test_raw_backend_exception_becomes_backend_unavailable() -> None:
     embedder = make_test_embedder()
-    mem = Memory(ExplodingBackend(ReferenceSettings(), embedder), embedder, name="exploding")
+    mem = Memory(ExplodingBackend(ReferenceBackend.Settings(), embedder), embedder, name="exploding")
     mem.add("still writable", user_id="u1")
     with pytest.raises(BackendUnavailable) as info:
         mem.search("anything", user_id="u1")
@@ -629,7 +629,7 @@ class NoHistoryBackend(ReferenceBackend):
 
 def test_history_on_a_backend_without_history_is_unsupported() -> None:
     embedder = make_test_embedder()
-    mem = Memory(NoHistoryBackend(ReferenceSettings(), embedder), embedder)
+    mem = Memory(NoHistoryBackend(ReferenceBackend.Settings(), embedder), embedder)
     [added] = mem.add("no history here", user_id="u1")
     with pytest.raises(Unsupported):
         mem.history(added.record.id)
@@ -641,7 +641,7 @@ class NoTTLBackend(ReferenceBackend):
 
 def test_expires_at_on_a_backend_without_ttl_is_refused_and_stores_nothing() -> None:
     embedder = make_test_embedder()
-    mem = Memory(NoTTLBackend(ReferenceSettings(), embedder), embedder)
+    mem = Memory(NoTTLBackend(ReferenceBackend.Settings(), embedder), embedder)
     with pytest.raises(Unsupported, match="expires_at"):
         mem.add("would never expire", user_id="u1", expires_at=datetime.now(UTC) + timedelta(days=1))
     assert mem.count(user_id="u1") == 0
@@ -658,7 +658,7 @@ class ServerAssignedIdsBackend(ReferenceBackend):
 
 def test_ids_assigned_by_the_backend_are_what_add_reports_and_history_records() -> None:
     embedder = make_test_embedder()
-    mem = Memory(ServerAssignedIdsBackend(ReferenceSettings(), embedder), embedder)
+    mem = Memory(ServerAssignedIdsBackend(ReferenceBackend.Settings(), embedder), embedder)
     results = mem.add([{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}], user_id="u1")
     ids = [r.record.id for r in results]
     assert all(i.startswith("srv-") for i in ids)
@@ -759,7 +759,7 @@ class _HistoryDownBackend(ReferenceBackend):
 
 
 def test_add_whose_history_write_fails_leaves_nothing_stored() -> None:
-    memory = Memory(_HistoryDownBackend(ReferenceSettings(), make_test_embedder()), make_test_embedder())
+    memory = Memory(_HistoryDownBackend(ReferenceBackend.Settings(), make_test_embedder()), make_test_embedder())
     with pytest.raises(BackendUnavailable):
         memory.add([{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}], user_id="u1")
     assert memory.count(user_id="u1") == 0

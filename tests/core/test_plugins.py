@@ -36,8 +36,7 @@ import hashlib
 import math
 from typing import Any
 
-from memdock.backend import BackendSpec
-from memdock.backends.reference import CAPABILITIES, ReferenceBackend, ReferenceSettings
+from memdock.backends.reference import CAPABILITIES, ReferenceBackend
 from memdock.embedding import Embedder, EmbedderSpec
 from memdock.hookspecs import hookimpl
 
@@ -58,16 +57,15 @@ class ToyEmbedder(Embedder):
 
 
 class ToyBackend(ReferenceBackend):
-    pass
+    name = "toy"
+    description = "A toy backend for the plugin tests."
+    schemes = ("toy",)
+    capabilities = CAPABILITIES
 
 
 @hookimpl
 def register_backends(register: Any) -> None:
-    register(BackendSpec(
-        name="toy", schemes=("toy",), settings_model=ReferenceSettings,
-        factory=lambda settings, embedder: ToyBackend(settings, embedder),
-        capabilities=CAPABILITIES, description="A toy backend for the plugin tests.",
-    ))
+    register(ToyBackend)
 
 
 @hookimpl
@@ -154,10 +152,10 @@ def memdock_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 LIST_PLUGINS = """
     import json
-    from memdock.plugins import backend_specs, embedder_specs, list_plugins, load_failures
+    from memdock.plugins import backend_classes, embedder_specs, list_plugins, load_failures
     print(json.dumps({
         "plugins": [{"name": p.name, "version": p.version, "hooks": list(p.hooks)} for p in list_plugins()],
-        "schemes": sorted(backend_specs()),
+        "schemes": sorted(backend_classes()),
         "embedders": sorted(embedder_specs()),
         "failures": load_failures(),
     }))

@@ -46,29 +46,32 @@ CAPABILITIES = frozenset({
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 
 
-class SQLiteSettings(BackendSettings):
-    """``sqlite:///absolute/path.db?collection=NAME`` (NAME: letters, digits, underscore)."""
-
-    path: str
-    collection: str = "memdock"
-
-    @classmethod
-    def from_url(cls, url: BackendURL) -> Self:
-        """Read the path from the URL and validate the collection name."""
-        if url.host or not url.path.startswith("/"):
-            raise InvalidInput("sqlite:// needs an absolute path, e.g. sqlite:///var/lib/mem.db", field="path")
-        settings = cls.validated({**url.params, "path": url.path})
-        if not _IDENTIFIER.match(settings.collection):
-            raise InvalidInput("letters, digits and underscores, starting with a letter", field="collection")
-        return settings
-
-
 class SQLiteBackend(Backend):
     """One connection per backend, guarded by a lock; every write is one transaction."""
 
+    name = "sqlite"
+    description = "One SQLite file, exact cosine search (example plugin)."
+    schemes = ("sqlite",)
     capabilities = CAPABILITIES
+    namespace_param = "collection"
 
-    def __init__(self, settings: SQLiteSettings, embedder: Embedder | None) -> None:
+    class Settings(BackendSettings):
+        """``sqlite:///absolute/path.db?collection=NAME`` (NAME: letters, digits, underscore)."""
+
+        path: str
+        collection: str = "memdock"
+
+        @classmethod
+        def from_url(cls, url: BackendURL) -> Self:
+            """Read the path from the URL and validate the collection name."""
+            if url.host or not url.path.startswith("/"):
+                raise InvalidInput("sqlite:// needs an absolute path, e.g. sqlite:///var/lib/mem.db", field="path")
+            settings = cls.validated({**url.params, "path": url.path})
+            if not _IDENTIFIER.match(settings.collection):
+                raise InvalidInput("letters, digits and underscores, starting with a letter", field="collection")
+            return settings
+
+    def __init__(self, settings: SQLiteBackend.Settings, embedder: Embedder | None) -> None:
         if embedder is None:
             raise InvalidInput("the sqlite backend needs an embedder", field="embedder")
         self._records = f"{settings.collection}_records"

@@ -1,19 +1,13 @@
-"""The pluggy plugin: registers the ``sqlite://`` backend with memdock."""
-
-from __future__ import annotations
+"""The pluggy plugin: registers the ``sqlite://`` backend with memdock (the class declares the rest)."""
 
 from collections.abc import Callable
 
-from memdock import BackendSpec
+from memdock import Backend
 from memdock.hookspecs import hookimpl
-from memdock_sqlite.backend import CAPABILITIES, SQLiteBackend, SQLiteSettings
+from memdock_sqlite.backend import SQLiteBackend
 
 
 @hookimpl
-def register_backends(register: Callable[[BackendSpec], None]) -> None:
+def register_backends(register: Callable[[type[Backend]], None]) -> None:
     """Register ``sqlite://``."""
-    register(BackendSpec(
-        name="sqlite", schemes=("sqlite",), settings_model=SQLiteSettings,
-        factory=lambda settings, embedder: SQLiteBackend(settings, embedder),
-        capabilities=CAPABILITIES, description="One SQLite file, exact cosine search (example plugin).",
-    ))
+    register(SQLiteBackend)
