@@ -1,5 +1,6 @@
 """The three mem0 HTTP dialects behind one small interface: the paths, payloads and answer shapes of each
-(shared/reference/mem0.md). `backends.mem0` builds memdock's protocol on top of `Dialect`.
+(mem0's self-hosted server, tonori's mem0ai-api wrapper, mem0's hosted platform). `Mem0Backend` builds
+memdock's protocol on top of `Dialect`.
 
 Methods return raw mem0 items and history entries (read by `memdock.formats.mem0`). Reads are
 sent as idempotent (the transport may retry them), writes never are. Scope ids are mem0's three:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from memdock.embedding import Embedder
 from memdock.errors import AuthenticationFailed, BackendUnavailable, InvalidInput
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "text-embedding-3-small"
@@ -110,6 +111,8 @@ class OpenAIEmbedder(Embedder):
         """Embed each text; one unit-norm vector per text, in order. See the class docstring for errors."""
         if not texts:
             return []
+        import httpx  # here, not at module top: importing memdock must not load the HTTP client
+
         timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
         vectors: list[list[float]] = []
         with httpx.Client(timeout=timeout, transport=self._transport, follow_redirects=False) as client:
@@ -118,6 +121,8 @@ class OpenAIEmbedder(Embedder):
         return vectors
 
     def _embed_batch(self, client: httpx.Client, batch: list[str]) -> list[list[float]]:
+        import httpx
+
         payload: dict[str, Any] = {"model": self.model, "input": batch, "encoding_format": "float"}
         if self.model.startswith("text-embedding-3"):  # only these models accept a requested dimension
             payload["dimensions"] = self.dimension

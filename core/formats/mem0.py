@@ -5,7 +5,7 @@ Keeping both directions here keeps them symmetric: an item written by `record_to
 `item_to_record` into an equal record (except the hash, which the reader recomputes with memdock's own
 `text_hash`, because mem0 hashes differently). No web framework is imported.
 
-The item shape (see shared/reference/mem0.md and the recorded transcripts of mem0's server):
+The item shape, as mem0's server answers it:
 ``{"id", "memory", "hash", "metadata" (null when empty), "created_at", "updated_at", "user_id"?,
 "agent_id"?, "run_id"?, "role"?, "score"? }``. mem0 promotes a message's ``role`` out of the metadata
 to the item; memdock keeps it in ``metadata["role"]``, so the writer promotes a string ``role`` and the

@@ -1,5 +1,5 @@
-"""The rules a Dify plugin folder must meet before it is packaged (see shared/reference/dify.md): the
-manifest's required fields and patterns, and every file the manifest and the YAML it names refer to.
+"""The rules a Dify plugin folder must meet before it is packaged (those Dify's plugin daemon and packager
+enforce): the manifest's required fields and patterns, and every file the manifest and the YAML it names refer to.
 `check_manifest` raises `InvalidInput` whose ``field`` names the offending entry (``manifest.name``,
 ``tools/add_memory.yaml``, ...)."""
 

@@ -1,4 +1,4 @@
-"""The filter language: parsing mem0-style JSON and the reference evaluator's semantics (issue #2)."""
+"""The filter language: parsing mem0-style JSON and the reference evaluator's semantics."""
 
 from __future__ import annotations
 
