@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from memdock.models import MemoryRecord, SearchHit
 
 
@@ -25,6 +23,8 @@ def rank_by_cosine(vector: Sequence[float], records: Sequence[MemoryRecord], lim
     candidates = [r for r in records if r.vector is not None]
     if not candidates:
         return []
+    import numpy as np  # here, not at module top: importing memdock and listing plugins stay cheap
+
     matrix = np.asarray([r.vector for r in candidates], dtype=np.float64)
     query = np.asarray(vector, dtype=np.float64)
     norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)

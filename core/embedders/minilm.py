@@ -10,12 +10,13 @@ from __future__ import annotations
 import importlib.resources
 import threading
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from memdock.embedding import Embedder
 from memdock.errors import Unsupported
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MODEL_NAME = "all-MiniLM-L6-v2-int8"
 DIMENSION = 384
@@ -106,6 +107,8 @@ class MiniLMEmbedder(Embedder):
 
     @staticmethod
     def _embed_batch(runtime: _Runtime, batch: list[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        import numpy as np  # loaded with the model, not with the embedder
+
         encodings = runtime.tokenizer.encode_batch(batch)
         input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
         attention_mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)

@@ -83,7 +83,7 @@ def test_a_faulty_write_is_sent_once_and_typed(name: str) -> None:
 @pytest.mark.parametrize(("method", "path", "call"), [
     ("PUT", f"/memories/{MEMORY_ID}", lambda m: m.update(MEMORY_ID, text="changed")),
     ("DELETE", f"/memories/{MEMORY_ID}", lambda m: m.delete(MEMORY_ID)),
-])
+], ids=["update", "delete"])
 def test_updates_and_deletes_are_not_retried_either(method: str, path: str, call: Callable[[Memory], Any]) -> None:
     item = {"id": MEMORY_ID, "memory": "old", "metadata": None, "user_id": "u1", "role": "user",
             "created_at": "2026-11-23T22:26:35.180399+00:00", "updated_at": None}
