@@ -29,7 +29,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package (core, backends, adapter, conformance)."""
-    session.install(".", "mypy>=1.11", "pytest>=8", "types-PyYAML")
+    session.install(".[all]", "mypy>=1.11", "pytest>=8", "types-PyYAML")
     session.run("mypy", "--strict", "-p", "memdock")
 
 

@@ -1,24 +1,30 @@
 """The ``memdock`` command line. Thin: every command is one `Memory` call plus formatting.
 
+The core commands are defined here; installed plugins add theirs through the ``register_commands`` hook
+(`memdock.hookspecs`), so building the parser loads plugins but none of their heavy dependencies. Every
+command also accepts the global options after its name: ``memdock COMMAND --url URL`` is
+``memdock --url URL COMMAND``, and when both are given the one typed last wins.
+
 Errors print one line (``memdock: error: ...``) and exit non-zero: 2 for bad input, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from memdock.dify_adapter.server.serve import add_arguments as serve_arguments
-from memdock.errors import InvalidInput, MemdockError
+from memdock.errors import InvalidInput, MemdockError, Unsupported
+from memdock.hookspecs import CommandHandler
 from memdock.memory import Memory
 from memdock.models import HistoryEvent, MemoryRecord, Scope, SearchHit, WriteResult
-from memdock.plugins import backend_specs, embedder_specs, list_plugins, load_failures
+from memdock.plugins import backend_classes, embedder_specs, list_plugins, load_failures, plugin_manager
 from memdock.validation import make_scope
 
-Handler = Callable[[argparse.Namespace], int]
+Handler = CommandHandler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,14 +42,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memdock", description="A pluggable memory layer for AI agents.")
-    parser.add_argument("--url", help="backend URL (default: $MEMDOCK_URL, else embedded Chroma in $MEMDOCK_HOME)")
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+def require_extra(extra: str, command: str, *modules: str) -> None:
+    """Import `modules` (the third-party ones `command` needs); when one is not installed, raise
+    `Unsupported` naming it and ``pip install 'memdock[EXTRA]'``, which `main` prints as one line."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or module
+            raise Unsupported(f"{command} needs {missing}, which is not installed: "
+                              f"pip install 'memdock[{extra}]'") from None
 
-    def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+
+def _add_global_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    """The options accepted both before and after the command name."""
+    parser.add_argument("--url", default=default,
+                        help="backend URL (default: $MEMDOCK_URL, else embedded Chroma in $MEMDOCK_HOME)")
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: it accepts the global options too, defaulting to `argparse.SUPPRESS` so a value
+    given after the command replaces the global one and an absent one leaves it. The subcommands of a
+    command group are parsers of this class as well (argparse's default `parser_class`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _add_global_options(self, default=argparse.SUPPRESS)
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The whole parser: global options, the core commands, then every plugin's commands."""
+    parser = argparse.ArgumentParser(prog="memdock", description="A pluggable memory layer for AI agents.")
+    _add_global_options(parser, default=None)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=_CommandParser)
+
+    def command(name: str, handler: Handler | None, help_text: str) -> argparse.ArgumentParser:
+        """Add command `name` and return its parser. `handler` None makes a command group: its parser
+        gets subcommands of its own, and the group alone is a usage error."""
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=handler or _group_without_command(sub))
         return sub
 
     sub = command("plugins", _plugins, "list installed plugins with versions and hooks")
@@ -51,24 +88,6 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("backends", _backends, "list backends and embedders, or print a backend's settings schema")
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--schema", metavar="NAME", help="print the JSON schema of this backend's settings")
-
-    sub = command("serve", _serve, "serve the backend over HTTP: native API, Dify External Knowledge, mem0 APIs")
-    serve_arguments(sub)
-
-    dify = commands.add_parser("dify", help="the Dify plugin", description="the Dify plugin")
-    dify_commands = dify.add_subparsers(required=True, metavar="COMMAND")
-    sub = dify_commands.add_parser("package", help="build the plugin package (.difypkg)",
-                                   description="build the plugin package (.difypkg) with memdock inside")
-    sub.set_defaults(handler=_dify_package)
-    sub.add_argument("-o", "--output", default="memdock.difypkg", help="where to write it (default memdock.difypkg)")
-
-    sub = command("openapi", _openapi, "print the server's OpenAPI document (JSON)")
-    sub.add_argument("-o", "--output", help="write it to this file instead of stdout")
-
-    sub = command("conformance", _conformance, "run the conformance kit against a backend URL")
-    sub.add_argument("target_url", metavar="URL")
-    sub.add_argument("--json", action="store_true")
-    sub.add_argument("--group", action="append", help="only this group (repeatable)")
 
     sub = command("add", _add, "store a memory")
     sub.add_argument("text")
@@ -111,7 +130,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("history", _history, "show the ADD/UPDATE/DELETE events of a memory")
     sub.add_argument("memory_id")
     sub.add_argument("--json", action="store_true")
+
+    plugin_manager().hook.register_commands(add_command=command)
     return parser
+
+
+def _group_without_command(group: argparse.ArgumentParser) -> Handler:
+    def refuse(args: argparse.Namespace) -> int:
+        group.error("a command is required")  # exits with status 2, like any usage error
+
+    return refuse
 
 
 def _scope_args(parser: argparse.ArgumentParser) -> None:
@@ -161,13 +189,13 @@ def _plugins(args: argparse.Namespace) -> int:
 
 
 def _backends(args: argparse.Namespace) -> int:
-    specs = {spec.name: spec for spec in backend_specs().values()}
+    specs = {backend_class.name: backend_class for backend_class in backend_classes().values()}
     if args.schema:
-        spec = specs.get(args.schema)
-        if spec is None:
+        chosen = specs.get(args.schema)
+        if chosen is None:
             raise InvalidInput(f"unknown backend {args.schema!r} (installed: {', '.join(sorted(specs))})",
                                field="schema")
-        _emit(spec.settings_model.model_json_schema())
+        _emit(chosen.Settings.model_json_schema())
         return 0
     rows = [
         {"name": s.name, "schemes": list(s.schemes), "capabilities": sorted(s.capabilities),
@@ -183,41 +211,6 @@ def _backends(args: argparse.Namespace) -> int:
         print(f"{row['name']:<12} {schemes:<28} {row['description']}")
     print("embedders: " + ", ".join(e["name"] for e in embedders))
     return 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from memdock.dify_adapter.server.serve import run  # FastAPI and uvicorn are only imported when serving
-
-    return run(args)
-
-
-def _dify_package(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from memdock.dify_adapter.packaging.package import build_package
-
-    built = build_package(Path(args.output))
-    print(f"{built} ({built.stat().st_size} bytes)")
-    return 0
-
-
-def _openapi(args: argparse.Namespace) -> int:
-    from memdock.dify_adapter.server.app import create_app
-
-    with Memory.open("memory://?embedder=hash") as memory:
-        document = json.dumps(create_app(memory).openapi(), indent=2, ensure_ascii=False) + "\n"
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as out:
-            out.write(document)
-    else:
-        print(document, end="")
-    return 0
-
-
-def _conformance(args: argparse.Namespace) -> int:
-    from memdock.conformance.cli import run_cli  # the kit is only imported when asked for
-
-    return run_cli(args.target_url, as_json_output=args.json, groups=args.group)
 
 
 def _add(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ anything is written.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import tempfile
 import zipfile
@@ -67,19 +68,35 @@ def plugin_files(folder: Path) -> Iterator[tuple[Path, str]]:
 def memdock_files() -> Iterator[tuple[Path, str]]:
     """(file, archive name) of the installed memdock's Python files, found through each package's
     ``__path__``: an editable install maps the packages to the source folders, a wheel install to
-    site-packages; the archive names are the same either way (``memdock/...``)."""
+    site-packages; the archive names are the same either way (``memdock/...``). The packages are found,
+    not run: some import what only an extra installs (the conformance checks need Hypothesis)."""
     for name in SUBPACKAGES:
         prefix = name.replace(".", "/")
-        for folder in importlib.import_module(name).__path__:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.submodule_search_locations is None:
+            raise LookupError(f"the memdock package {name} is not installed")
+        for folder in spec.submodule_search_locations:
             for pattern in PACKAGE_FILES:
                 for path in sorted(Path(folder).glob(pattern)):
                     yield path, f"{prefix}/{path.name}"
 
 
+PLUGIN_EXTRAS = ("pgvector", "mem0", "dify")
+"""memdock's extras the plugin installs too: the backends a plugin user can name in the Backend URL, and
+the ``dify`` extra (the packaging modules the plugin carries)."""
+
+
 def requirements() -> str:
-    """memdock's runtime requirements (no extras) and the Dify SDK, one per line."""
-    wanted = [r for r in distribution("memdock").requires or [] if "extra ==" not in r]
-    return "\n".join([*wanted, DIFY_PLUGIN_REQUIREMENT]) + "\n"
+    """memdock's runtime requirements, those of `PLUGIN_EXTRAS` (without their markers) and the Dify SDK,
+    one per line, each once."""
+    wanted: list[str] = []
+    for requirement in distribution("memdock").requires or []:
+        spec, _, marker = (part.strip() for part in requirement.partition(";"))
+        if "extra ==" not in marker:
+            wanted.append(requirement)
+        elif any(marker == f'extra == "{extra}"' for extra in PLUGIN_EXTRAS):
+            wanted.append(spec)
+    return "\n".join([*dict.fromkeys(wanted), DIFY_PLUGIN_REQUIREMENT]) + "\n"
 
 
 def dist_info() -> dict[str, str]:

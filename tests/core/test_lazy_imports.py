@@ -30,7 +30,8 @@ def heavy_modules_loaded(body: str) -> list[str]:
 
 
 def test_import_and_a_reference_store_load_no_driver() -> None:
-    body = "import memdock\nm = memdock.open('memory://?embedder=hash')\nm.add('tea', user_id='u')\nm.count(user_id='u')"
+    body = ("import memdock\nm = memdock.open('memory://?embedder=hash')\n"
+            "m.add('tea', user_id='u')\nm.count(user_id='u')")
     assert heavy_modules_loaded(body) == []
 
 
