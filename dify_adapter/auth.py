@@ -11,6 +11,10 @@ A key with ``scopes`` may only touch memories whose scope lies inside one of the
 set every id an allowed scope sets, to the same value). A key with ``knowledge_ids`` may only query those
 knowledge ids through the External Knowledge API. No keys at all means an open server, which `serve`
 allows only on a loopback address.
+
+Presented keys are read here for every API, the server's and the plugin endpoint's alike
+(`authenticate_request`): each API names the forms it reads (`CredentialForms`) and turns `MissingKey` and
+`UnknownKey` into its own dialect's answer.
 """
 
 from __future__ import annotations
@@ -142,3 +146,71 @@ def _entry(entry: Any, index: int) -> ApiKey:
         scopes=tuple(make_scope(None, dict(s), required=True) for s in scopes),
         knowledge_ids=frozenset(knowledge) if knowledge is not None else None,
     )
+
+
+# -- presented keys ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CredentialForms:
+    """Where an API looks for the key a request presents: ``Authorization: <scheme> <key>`` with one of
+    `schemes` (lower case, compared case-insensitively), and, when `x_api_key` is set, ``X-API-Key: <key>``
+    first (a non-empty ``X-API-Key`` header is then the presented key, whatever Authorization holds)."""
+
+    schemes: frozenset[str]
+    x_api_key: bool
+
+
+SERVER_FORMS = CredentialForms(frozenset({"bearer", "token"}), x_api_key=True)
+"""The native, mem0 server and mem0ai-api dialects: ``X-API-Key``, else ``Authorization: Bearer`` or ``Token``."""
+
+EXTERNAL_KNOWLEDGE_FORMS = CredentialForms(frozenset({"bearer"}), x_api_key=False)
+"""Dify's External Knowledge API (``memdock serve``'s ``/retrieval`` and the plugin endpoint): only
+``Authorization: Bearer``."""
+
+
+class CredentialError(Exception):
+    """Keys are configured and the request presented no usable one."""
+
+
+class MissingKey(CredentialError):
+    """No key in any form the API reads: no header, an empty one, or another Authorization scheme."""
+
+
+class UnknownKey(CredentialError):
+    """A key in a form the API reads, but not in the key ring."""
+
+
+def presented_key(authorization: str | None, x_api_key: str | None = None,
+                  forms: CredentialForms = SERVER_FORMS) -> str | None:
+    """The key presented in one of `forms`, stripped of surrounding blanks, or None when there is none.
+
+    `authorization` and `x_api_key` are the raw header values (None when absent). ``X-API-Key`` is read
+    only when `forms` allows it, and wins when it is non-empty. ``Authorization`` must be a scheme of
+    `forms` followed by a space and a non-blank key.
+    """
+    if forms.x_api_key and x_api_key:
+        return x_api_key.strip() or None
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() in forms.schemes and token.strip():
+        return token.strip()
+    return None
+
+
+def authenticate_request(keys: KeyRing, authorization: str | None, x_api_key: str | None = None,
+                         forms: CredentialForms = SERVER_FORMS) -> ApiKey | None:
+    """The key of the ring a request presents (see `presented_key` for the headers and `forms`).
+
+    Returns None when the ring is open: every request passes, whatever it presents. Otherwise raises
+    `MissingKey` when no key is presented in one of `forms`, and `UnknownKey` when the presented key is not
+    in the ring. The messages name neither the presented key nor any configured one.
+    """
+    if keys.is_open():
+        return None
+    presented = presented_key(authorization, x_api_key, forms)
+    if presented is None:
+        raise MissingKey("no API key in a form this API reads")
+    key = keys.authenticate(presented)
+    if key is None:
+        raise UnknownKey("the API key is not accepted")
+    return key

@@ -1,6 +1,7 @@
 """Dify's External Knowledge API without a web framework, shared by ``memdock serve`` and the Dify
-plugin's endpoint: parse the request, check the Bearer key, map ``knowledge_id`` to a scope, translate
-``metadata_condition`` into a core `Filter` (`memdock.formats.dify`), search, and shape the answer.
+plugin's endpoint: parse the request, check the Bearer key (read by `memdock.dify_adapter.auth`, as for
+every API), map ``knowledge_id`` to a scope, translate ``metadata_condition`` into a core `Filter`
+(`memdock.formats.dify`), search, and shape the answer.
 
 Errors are `RetrievalError` carrying Dify's ``error_code`` and the HTTP status to answer with:
 1001 malformed Authorization header (403), 1002 authorization failed (403), 2001 unknown knowledge id
@@ -17,7 +18,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from memdock.dify_adapter.auth import ApiKey, KeyRing
+from memdock.dify_adapter.auth import (
+    EXTERNAL_KNOWLEDGE_FORMS,
+    ApiKey,
+    KeyRing,
+    MissingKey,
+    UnknownKey,
+    authenticate_request,
+)
 from memdock.errors import AuthenticationFailed, BackendUnavailable, InvalidInput, Unsupported
 from memdock.filters import And, Filter, coerce_filter
 from memdock.formats.dify import MetadataCondition, metadata_condition_to_filter
@@ -91,18 +99,18 @@ def parse_request(raw: bytes | str | None) -> RetrievalRequest:
 
 
 def authorize(header: str | None, keys: KeyRing) -> ApiKey | None:
-    """Check ``Authorization: Bearer <key>``. Returns the matching key, or None when the key ring is
-    empty (an open server). Raises `RetrievalError` 1001 for a missing or malformed header, 1002 for a
-    key that is not in the ring."""
-    if keys.is_open():
-        return None
-    scheme, _, token = (header or "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise RetrievalError(403, MALFORMED_AUTH, "Invalid Authorization header format. Expected 'Bearer <api-key>'.")
-    key = keys.authenticate(token.strip())
-    if key is None:
-        raise RetrievalError(403, AUTH_FAILED, "Authorization failed")
-    return key
+    """Check the ``Authorization`` header value `header` (None when absent) the way Dify's API reads it:
+    ``Bearer <key>`` only (`memdock.dify_adapter.auth.EXTERNAL_KNOWLEDGE_FORMS`; ``X-API-Key`` is not read).
+    Returns the matching key, or None when the key ring is empty (an open server: any header passes).
+    Raises `RetrievalError` 403 with 1001 for a missing or malformed header, 1002 for a key that is not
+    in the ring."""
+    try:
+        return authenticate_request(keys, header, forms=EXTERNAL_KNOWLEDGE_FORMS)
+    except MissingKey:
+        raise RetrievalError(403, MALFORMED_AUTH,
+                             "Invalid Authorization header format. Expected 'Bearer <api-key>'.") from None
+    except UnknownKey:
+        raise RetrievalError(403, AUTH_FAILED, "Authorization failed") from None
 
 
 # -- knowledge ids ---------------------------------------------------------------------------------------

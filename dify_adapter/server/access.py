@@ -1,7 +1,11 @@
-"""Who is calling: the API key a request presents, and what that key may touch.
+"""Who is calling, and what the app serves them from: the FastAPI dependencies every API router uses.
 
-Every API of the server uses this; each translates `Unauthenticated` and `Forbidden` into its own
-dialect (401 JSON, Dify's 1001/1002, mem0ai-api's HTTP-200 ``code: 401`` envelope).
+`CallerDep` is the authenticated caller (the API key a request presents, read by
+`memdock.dify_adapter.auth.authenticate_request` in the forms `SERVER_FORMS` names, and what that key may
+touch); `MemoryDep` and `ConfigDep` are the app's open `Memory` and its `ServerConfig`, both kept on
+``request.app.state`` by `create_app`. Each API translates `Unauthenticated` and `Forbidden` into its own
+dialect (401 JSON, mem0ai-api's HTTP-200 ``code: 401`` envelope); Dify's ``/retrieval`` reads its key
+through `memdock.dify_adapter.external_knowledge.authorize` instead (1001/1002).
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import Request
 
-from memdock.dify_adapter.auth import ApiKey, KeyRing
+from memdock.dify_adapter.auth import SERVER_FORMS, ApiKey, CredentialError, KeyRing, authenticate_request
+from memdock.dify_adapter.server.config import ServerConfig
 from memdock.memory import Memory
 from memdock.models import Scope
+
+UNAUTHENTICATED = "a valid API key is required (Authorization: Bearer <key> or X-API-Key)"
 
 
 class Unauthenticated(Exception):
@@ -52,34 +59,30 @@ class Caller:
         return self.key is None or self.key.unrestricted
 
 
-def presented_key(request: Request) -> str | None:
-    """The key in ``Authorization: Bearer <key>`` (or ``Token <key>``) or ``X-API-Key``, if any."""
-    header = request.headers.get("x-api-key")
-    if header:
-        return header.strip()
-    scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
-    if scheme.lower() in ("bearer", "token") and token.strip():
-        return token.strip()
-    return None
+def note_key(request: Request, key: ApiKey | None) -> None:
+    """Store the label of the key `request` was authenticated with (if any) for the access log."""
+    if key is not None:
+        request.state.key_label = key.label
 
 
 def identify(request: Request, keys: KeyRing) -> Caller:
-    """The caller of `request`; `Unauthenticated` when keys are configured and none of them was given.
-    The key's label is stored on the request for the access log."""
-    if keys.is_open():
-        return Caller(None)
-    presented = presented_key(request)
-    key = keys.authenticate(presented) if presented else None
-    if key is None:
-        raise Unauthenticated("a valid API key is required (Authorization: Bearer <key> or X-API-Key)")
-    request.state.key_label = key.label
+    """The caller of `request`: its key from ``X-API-Key`` or ``Authorization: Bearer|Token``
+    (`SERVER_FORMS`). `Unauthenticated` when keys are configured and none of them was given; on an open
+    server every request is an unrestricted caller. The key's label is stored on the request for the
+    access log."""
+    try:
+        key = authenticate_request(keys, request.headers.get("authorization"), request.headers.get("x-api-key"),
+                                   SERVER_FORMS)
+    except CredentialError:
+        raise Unauthenticated(UNAUTHENTICATED) from None
+    note_key(request, key)
     return Caller(key)
 
 
-def request_caller(request: Request) -> Caller:
-    """FastAPI dependency: authenticate the request against the app's key ring (cached per request).
-    Every API router lists it as a router-level dependency, so no route runs unauthenticated."""
-    return identify(request, request.app.state.config.keys)
+def app_config(request: Request) -> ServerConfig:
+    """FastAPI dependency: the app's `ServerConfig`."""
+    config: ServerConfig = request.app.state.config
+    return config
 
 
 def app_memory(request: Request) -> Memory:
@@ -88,5 +91,15 @@ def app_memory(request: Request) -> Memory:
     return memory
 
 
-CallerDep = Annotated[Caller, Depends(request_caller)]
+ConfigDep = Annotated[ServerConfig, Depends(app_config)]
 MemoryDep = Annotated[Memory, Depends(app_memory)]
+
+
+def request_caller(request: Request, config: ConfigDep) -> Caller:
+    """FastAPI dependency: authenticate the request against the app's key ring (cached per request).
+    Every API router but ``/retrieval`` lists it as a router-level dependency, so no route runs
+    unauthenticated."""
+    return identify(request, config.keys)
+
+
+CallerDep = Annotated[Caller, Depends(request_caller)]

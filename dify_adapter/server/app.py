@@ -12,23 +12,30 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 
+from memdock.dify_adapter.server import mem0_server, mem0ai_api, native, retrieval
 from memdock.dify_adapter.server.config import ServerConfig
-from memdock.dify_adapter.server.mem0_server import mem0_server_router
-from memdock.dify_adapter.server.mem0ai_api import mem0ai_api_router
 from memdock.dify_adapter.server.middleware import RequestContextMiddleware
-from memdock.dify_adapter.server.native import native_router
-from memdock.dify_adapter.server.retrieval import retrieval_router
 from memdock.errors import InvalidInput
 from memdock.memory import Memory
 
-ROUTERS = {
-    "native": native_router,
-    "retrieval": retrieval_router,
-    "mem0-server": mem0_server_router,
-    "mem0ai-api": mem0ai_api_router,
+ROUTERS: dict[str, APIRouter] = {
+    "native": native.router,
+    "retrieval": retrieval.router,
+    "mem0-server": mem0_server.router,
+    "mem0ai-api": mem0ai_api.router,
 }
+"""Each API's module-level router by API name (`config.API_NAMES`); `create_app` includes each at its mount
+point, or leaves it out when the mount is None."""
+
+health = APIRouter(tags=["health"])
+"""``/healthz``, always at the root and never authenticated."""
+
+
+@health.get("/healthz", summary="Liveness: answers without touching the backend")
+async def healthz(request: Request) -> dict[str, str]:
+    return {"status": "ok", "version": request.app.version}
 
 
 def memdock_version() -> str:
@@ -41,6 +48,8 @@ def memdock_version() -> str:
 
 def create_app(memory: Memory, config: ServerConfig | None = None, *, close_memory: bool = False) -> FastAPI:
     """The server app over `memory`. With `close_memory`, the Memory is closed when the app shuts down.
+    `memory` and `config` are kept on ``app.state`` for the routes' dependencies (`access.MemoryDep`,
+    `access.ConfigDep`, `access.CallerDep`); each API's router is included at ``config.mounts[name]``.
     Raises `InvalidInput` (field ``mount``) when two mem0 dialects would share a mount point."""
     config = config or ServerConfig()
     mem0_mounts = [config.mounts.get(n) for n in ("mem0-server", "mem0ai-api") if config.mounts.get(n) is not None]
@@ -62,17 +71,10 @@ def create_app(memory: Memory, config: ServerConfig | None = None, *, close_memo
     )
     app.state.memory = memory
     app.state.config = config
-
-    health = APIRouter(tags=["health"])
-
-    @health.get("/healthz", summary="Liveness: answers without touching the backend")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": app.version}
-
     app.include_router(health)
-    for name, make_router in ROUTERS.items():
+    for name, router in ROUTERS.items():
         prefix = config.mounts.get(name)
         if prefix is not None:
-            app.include_router(make_router(), prefix=prefix)
+            app.include_router(router, prefix=prefix)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=config.max_body_bytes)
     return app

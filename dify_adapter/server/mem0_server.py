@@ -1,8 +1,8 @@
 """The self-hosted mem0 server's REST dialect (mounted under ``/mem0`` by default), answered by memdock.
 
 An app or plugin built for mem0's server works against memdock by changing its base URL. Shapes follow
-the recorded exchanges with the real server (shared/reference/mem0-server-transcripts.jsonl): ``POST
-/memories`` -> ``{"results": [{"id", "memory", "event", ...}]}``; a missing id on ``GET /memories/{id}``
+exchanges recorded with mem0's real self-hosted server: ``POST /memories`` ->
+``{"results": [{"id", "memory", "event", ...}]}``; a missing id on ``GET /memories/{id}``
 answers 200 with ``null``; history is a bare list and survives deletion; errors are ``{"detail": ...}``
 (400 bad input, 401 no or wrong key with ``WWW-Authenticate: Bearer``, 404 missing, 422 malformed body).
 
@@ -26,11 +26,13 @@ from starlette.responses import Response
 from memdock.dify_adapter.server.access import (
     Caller,
     CallerDep,
+    ConfigDep,
     Forbidden,
     MemoryDep,
     Unauthenticated,
     request_caller,
 )
+from memdock.dify_adapter.server.config import ServerConfig
 from memdock.dify_adapter.server.errors import headers_for, status_of, translating_route
 from memdock.errors import InvalidInput, MemoryNotFound, Unsupported
 from memdock.filters import Filter, parse_mem0_filter
@@ -164,102 +166,108 @@ def visible(memory: Memory, caller: Caller, memory_id: str) -> MemoryRecord | No
     return record if caller.may_touch(record.scope) else None
 
 
-def mem0_server_router() -> APIRouter:
-    """The mem0 server dialect's routes."""
-    router = APIRouter(route_class=translating_route(mem0_server_error), tags=["mem0 server dialect"],
-                       dependencies=[Depends(request_caller)])
-
-    @router.post("/memories", summary="Add memories (stored verbatim)")
-    def add(body: Mem0AddRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
-        scope = scope_from(caller, user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id)
-        if body.memory_type is not None:
-            raise InvalidInput("memory_type needs an LLM; memdock stores messages verbatim", field="memory_type")
-        expires_at = expiry_of(body.expiration_date)
-        metadata, no_role = without_marker(body.metadata)
-        messages = [m.model_dump() for m in body.messages if m.role != "system"]
-        if not messages:
-            return {"results": []}
-        if no_role and len(messages) == 1:  # a memdock text stored through this dialect keeps having no role
-            results = memory.add(messages[0]["content"], scope=scope, metadata=metadata, expires_at=expires_at)
-        else:
-            results = memory.add(messages, scope=scope, metadata=metadata, expires_at=expires_at)
-        return {"results": add_result_items(results)}
-
-    @router.get("/memories", summary="List memories in a scope")
-    def list_memories(
-        memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
-        run_id: str | None = None, top_k: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
-    ) -> dict[str, Any]:
-        scope = scope_from(caller, user_id=user_id, agent_id=agent_id, run_id=run_id)
-        page = memory.list(scope=scope, limit=top_k)
-        return {"results": [record_to_item(r) for r in page.items]}
-
-    @router.delete("/memories", summary="Delete every memory in a scope")
-    def delete_all(
-        memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
-        run_id: str | None = None,
-    ) -> dict[str, Any]:
-        scope = scope_from(caller, user_id=user_id, agent_id=agent_id, run_id=run_id)
-        memory.delete_all(scope=scope)
-        return {"message": "All relevant memories deleted"}
-
-    @router.get("/memories/{memory_id}", summary="Get one memory (null when missing)")
-    def get(memory_id: str, memory: MemoryDep, caller: CallerDep) -> Any:
-        record = visible(memory, caller, memory_id)
-        return None if record is None else {**record_to_item(record), "score": None}
-
-    @router.put("/memories/{memory_id}", summary="Update a memory's text and/or metadata")
-    def update(memory_id: str, body: Mem0UpdateRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
-        if body.text is None and body.metadata is None and body.expiration_date is None:
-            raise InvalidInput("At least one of text, metadata, or expiration_date must be provided.", field="body")
-        if body.expiration_date is not None:
-            raise Unsupported("memdock cannot change the expiration_date of a stored memory")
-        record = visible(memory, caller, memory_id)
-        if record is None:
-            raise MemoryNotFound(memory_id)
-        memory.update(record.id, text=body.text, metadata=without_marker(body.metadata)[0], scope=record.scope)
-        return {"message": "Memory updated successfully!"}
-
-    @router.delete("/memories/{memory_id}", summary="Delete one memory")
-    def delete(memory_id: str, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
-        record = visible(memory, caller, memory_id)
-        if record is None:
-            raise MemoryNotFound(memory_id)
-        memory.delete(record.id, scope=record.scope)
-        return {"message": "Memory deleted successfully"}
-
-    @router.get("/memories/{memory_id}/history", summary="A memory's history (a bare list; [] when unknown)")
-    def history(memory_id: str, memory: MemoryDep, caller: CallerDep) -> list[dict[str, Any]]:
-        try:
-            events = memory.history(memory_id)
-        except MemoryNotFound:
-            return []
-        if not all(caller.may_touch(e.scope) for e in events):
-            return []
-        return [event_to_history_entry(e) for e in events]
-
-    @router.post("/search", summary="Search memories (scope ids inside filters)")
-    def search(body: Mem0SearchRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
-        scope, where = split_filters(body.filters, {"user_id": body.user_id, "agent_id": body.agent_id,
-                                                    "run_id": body.run_id})
-        limit = body.top_k or body.limit or 100
-        hits = memory.search(body.query, scope=caller.require(scope), filter=where, limit=min(limit, MAX_LIMIT),
-                             threshold=body.threshold)
-        return {"results": [record_to_item(h.record, score=h.score) for h in hits]}
-
-    @router.post("/reset", summary="Delete every memory (only with --allow-reset and an unrestricted key)")
-    def reset(request: Request, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
-        require_reset_allowed(request, caller)
-        memory.reset()
-        return {"message": "All memories reset"}
-
-    return router
+router = APIRouter(route_class=translating_route(mem0_server_error), tags=["mem0 server dialect"],
+                   dependencies=[Depends(request_caller)])
+"""The mem0 server dialect's routes, relative to its mount point (``/mem0`` by default). Route functions
+carry no docstrings: FastAPI would publish them as descriptions in the OpenAPI document."""
 
 
-def require_reset_allowed(request: Request, caller: Caller) -> None:
+@router.post("/memories", summary="Add memories (stored verbatim)")
+def add(body: Mem0AddRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+    scope = scope_from(caller, user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id)
+    if body.memory_type is not None:
+        raise InvalidInput("memory_type needs an LLM; memdock stores messages verbatim", field="memory_type")
+    expires_at = expiry_of(body.expiration_date)
+    metadata, no_role = without_marker(body.metadata)
+    messages = [m.model_dump() for m in body.messages if m.role != "system"]
+    if not messages:
+        return {"results": []}
+    if no_role and len(messages) == 1:  # a memdock text stored through this dialect keeps having no role
+        results = memory.add(messages[0]["content"], scope=scope, metadata=metadata, expires_at=expires_at)
+    else:
+        results = memory.add(messages, scope=scope, metadata=metadata, expires_at=expires_at)
+    return {"results": add_result_items(results)}
+
+
+@router.get("/memories", summary="List memories in a scope")
+def list_memories(
+    memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
+    run_id: str | None = None, top_k: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+) -> dict[str, Any]:
+    scope = scope_from(caller, user_id=user_id, agent_id=agent_id, run_id=run_id)
+    page = memory.list(scope=scope, limit=top_k)
+    return {"results": [record_to_item(r) for r in page.items]}
+
+
+@router.delete("/memories", summary="Delete every memory in a scope")
+def delete_all(
+    memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    scope = scope_from(caller, user_id=user_id, agent_id=agent_id, run_id=run_id)
+    memory.delete_all(scope=scope)
+    return {"message": "All relevant memories deleted"}
+
+
+@router.get("/memories/{memory_id}", summary="Get one memory (null when missing)")
+def get(memory_id: str, memory: MemoryDep, caller: CallerDep) -> Any:
+    record = visible(memory, caller, memory_id)
+    return None if record is None else {**record_to_item(record), "score": None}
+
+
+@router.put("/memories/{memory_id}", summary="Update a memory's text and/or metadata")
+def update(memory_id: str, body: Mem0UpdateRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+    if body.text is None and body.metadata is None and body.expiration_date is None:
+        raise InvalidInput("At least one of text, metadata, or expiration_date must be provided.", field="body")
+    if body.expiration_date is not None:
+        raise Unsupported("memdock cannot change the expiration_date of a stored memory")
+    record = visible(memory, caller, memory_id)
+    if record is None:
+        raise MemoryNotFound(memory_id)
+    memory.update(record.id, text=body.text, metadata=without_marker(body.metadata)[0], scope=record.scope)
+    return {"message": "Memory updated successfully!"}
+
+
+@router.delete("/memories/{memory_id}", summary="Delete one memory")
+def delete(memory_id: str, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+    record = visible(memory, caller, memory_id)
+    if record is None:
+        raise MemoryNotFound(memory_id)
+    memory.delete(record.id, scope=record.scope)
+    return {"message": "Memory deleted successfully"}
+
+
+@router.get("/memories/{memory_id}/history", summary="A memory's history (a bare list; [] when unknown)")
+def history(memory_id: str, memory: MemoryDep, caller: CallerDep) -> list[dict[str, Any]]:
+    try:
+        events = memory.history(memory_id)
+    except MemoryNotFound:
+        return []
+    if not all(caller.may_touch(e.scope) for e in events):
+        return []
+    return [event_to_history_entry(e) for e in events]
+
+
+@router.post("/search", summary="Search memories (scope ids inside filters)")
+def search(body: Mem0SearchRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+    scope, where = split_filters(body.filters, {"user_id": body.user_id, "agent_id": body.agent_id,
+                                                "run_id": body.run_id})
+    limit = body.top_k or body.limit or 100
+    hits = memory.search(body.query, scope=caller.require(scope), filter=where, limit=min(limit, MAX_LIMIT),
+                         threshold=body.threshold)
+    return {"results": [record_to_item(h.record, score=h.score) for h in hits]}
+
+
+@router.post("/reset", summary="Delete every memory (only with --allow-reset and an unrestricted key)")
+def reset(config: ConfigDep, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+    require_reset_allowed(config, caller)
+    memory.reset()
+    return {"message": "All memories reset"}
+
+
+def require_reset_allowed(config: ServerConfig, caller: Caller) -> None:
     """`Forbidden` unless the server was started with ``--allow-reset`` and the key is unrestricted."""
-    if not request.app.state.config.allow_reset:
+    if not config.allow_reset:
         raise Forbidden("reset is disabled on this server (start it with --allow-reset)")
     if not caller.unrestricted:
         raise Forbidden("reset needs an unrestricted API key")
-

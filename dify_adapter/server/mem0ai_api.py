@@ -29,12 +29,20 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from memdock.dify_adapter.server.access import CallerDep, MemoryDep, Unauthenticated, request_caller
+from memdock.dify_adapter.server.access import (
+    Caller,
+    CallerDep,
+    ConfigDep,
+    MemoryDep,
+    Unauthenticated,
+    request_caller,
+)
 from memdock.dify_adapter.server.errors import first_error, status_of, translating_route
 from memdock.dify_adapter.server.mem0_server import require_reset_allowed, scope_from, visible
 from memdock.errors import InvalidInput, MemoryNotFound
 from memdock.filters import coerce_filter
 from memdock.formats.mem0 import add_result_items, event_to_history_entry, record_to_item
+from memdock.memory import Memory
 from memdock.validation import MAX_LIMIT
 
 ERROR_NAMES = {401: "Unauthorized_Error", 403: "Forbidden", 404: "NotFoundError", 422: "ValidationError",
@@ -86,99 +94,110 @@ def mem0ai_api_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=status)
 
 
-def mem0ai_api_router() -> APIRouter:
-    """The mem0ai-api dialect's routes."""
-    router = APIRouter(route_class=translating_route(mem0ai_api_error), tags=["mem0ai-api dialect"],
-                       dependencies=[Depends(request_caller)])
+router = APIRouter(route_class=translating_route(mem0ai_api_error), tags=["mem0ai-api dialect"],
+                   dependencies=[Depends(request_caller)])
+"""The mem0ai-api dialect's routes, relative to its mount point (``/mem0ai-api`` by default). Route
+functions carry no docstrings: FastAPI would publish them as descriptions in the OpenAPI document."""
 
-    @router.get("/authorized", summary="Check the API key")
-    def authorized() -> dict[str, Any]:
-        return ok()
 
-    @router.post("/store", summary="Store a memory")
-    def store(body: StoreRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
-        scope = scope_from(caller, user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id)
-        results = memory.add(body.data, scope=scope, metadata=body.metadata)
-        return ok({"results": add_result_items(results)})
+@router.get("/authorized", summary="Check the API key")
+def authorized() -> dict[str, Any]:
+    return ok()
 
-    def run_search(body: Mem0aiApiSearchRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
-        scope = scope_from(caller, user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id)
-        limit = min(max(body.limit or 100, 1), MAX_LIMIT)
-        hits = memory.search(body.query, scope=scope, filter=coerce_filter(body.filters), limit=limit)
-        return ok({"results": [record_to_item(h.record, score=h.score) for h in hits]})
 
-    @router.post("/search", summary="Search memories (JSON body)")
-    def search(body: Mem0aiApiSearchRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
-        return run_search(body, memory, caller)
+@router.post("/store", summary="Store a memory")
+def store(body: StoreRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+    scope = scope_from(caller, user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id)
+    results = memory.add(body.data, scope=scope, metadata=body.metadata)
+    return ok({"results": add_result_items(results)})
 
-    @router.get("/search", summary="Search memories (query string, as older plugins call it)")
-    def search_get(
-        memory: MemoryDep, caller: CallerDep, query: str, user_id: str | None = None, agent_id: str | None = None,
-        run_id: str | None = None, limit: int | None = 100, filters: str | None = None,
-    ) -> dict[str, Any]:
-        try:
-            parsed = json.loads(filters) if filters else None
-        except ValueError:
-            raise InvalidInput("not valid JSON", field="filters") from None
-        body = Mem0aiApiSearchRequest(query=query, user_id=user_id, agent_id=agent_id, run_id=run_id, limit=limit,
-                             filters=parsed)
-        return run_search(body, memory, caller)
 
-    @router.get("/retrieve", summary="List the memories of a scope")
-    def retrieve(
-        memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
-        run_id: str | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    ) -> dict[str, Any]:
-        scope = scope_from(caller, user_id=user_id, agent_id=agent_id, run_id=run_id)
-        page = memory.list(scope=scope, limit=limit)
-        return ok({"results": [record_to_item(r) for r in page.items]})
+def run_search(body: Mem0aiApiSearchRequest, memory: Memory, caller: Caller) -> dict[str, Any]:
+    """Both ``/search`` routes: the scope's best `body.limit` hits (clamped to 1..`MAX_LIMIT`), in the
+    success envelope; `InvalidInput` without a scope id, `Forbidden` outside the caller's scopes."""
+    scope = scope_from(caller, user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id)
+    limit = min(max(body.limit or 100, 1), MAX_LIMIT)
+    hits = memory.search(body.query, scope=scope, filter=coerce_filter(body.filters), limit=limit)
+    return ok({"results": [record_to_item(h.record, score=h.score) for h in hits]})
 
-    @router.get("/retrieve/{memory_id}", summary="A memory's history")
-    def history(memory_id: str, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
-        events = memory.history(memory_id)
-        if not all(caller.may_touch(e.scope) for e in events):
-            raise MemoryNotFound(memory_id)
-        return ok([event_to_history_entry(e) for e in events])
 
-    @router.put("/update/{memory_id}", summary="Update a memory's text (and, as an extension, its metadata)")
-    async def update(memory_id: str, request: Request, memory: MemoryDep, caller: CallerDep,
-                     data: str | None = None) -> dict[str, Any]:
-        metadata = await _metadata_extension(request)
-        if data is None and metadata is None:
-            raise InvalidInput("give ?data=<text> (and/or a JSON body with metadata)", field="data")
+@router.post("/search", summary="Search memories (JSON body)")
+def search(body: Mem0aiApiSearchRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+    return run_search(body, memory, caller)
 
-        def change() -> None:
-            record = visible(memory, caller, memory_id)
-            if record is None:
-                raise MemoryNotFound(memory_id)
-            memory.update(record.id, text=data, metadata=metadata, scope=record.scope)
 
-        await run_in_threadpool(change)
-        return ok({"message": "Memory updated successfully!"})
+@router.get("/search", summary="Search memories (query string, as older plugins call it)")
+def search_get(
+    memory: MemoryDep, caller: CallerDep, query: str, user_id: str | None = None, agent_id: str | None = None,
+    run_id: str | None = None, limit: int | None = 100, filters: str | None = None,
+) -> dict[str, Any]:
+    try:
+        parsed = json.loads(filters) if filters else None
+    except ValueError:
+        raise InvalidInput("not valid JSON", field="filters") from None
+    body = Mem0aiApiSearchRequest(query=query, user_id=user_id, agent_id=agent_id, run_id=run_id, limit=limit,
+                                  filters=parsed)
+    return run_search(body, memory, caller)
 
-    @router.delete("/delete/{memory_id}", summary="Delete a memory")
-    def delete(memory_id: str, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+
+@router.get("/retrieve", summary="List the memories of a scope")
+def retrieve(
+    memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
+    run_id: str | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+) -> dict[str, Any]:
+    scope = scope_from(caller, user_id=user_id, agent_id=agent_id, run_id=run_id)
+    page = memory.list(scope=scope, limit=limit)
+    return ok({"results": [record_to_item(r) for r in page.items]})
+
+
+@router.get("/retrieve/{memory_id}", summary="A memory's history")
+def history(memory_id: str, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+    events = memory.history(memory_id)
+    if not all(caller.may_touch(e.scope) for e in events):
+        raise MemoryNotFound(memory_id)
+    return ok([event_to_history_entry(e) for e in events])
+
+
+@router.put("/update/{memory_id}", summary="Update a memory's text (and, as an extension, its metadata)")
+async def update(memory_id: str, request: Request, memory: MemoryDep, caller: CallerDep,
+                 data: str | None = None) -> dict[str, Any]:
+    metadata = await _metadata_extension(request)
+    if data is None and metadata is None:
+        raise InvalidInput("give ?data=<text> (and/or a JSON body with metadata)", field="data")
+
+    def change() -> None:
         record = visible(memory, caller, memory_id)
         if record is None:
             raise MemoryNotFound(memory_id)
-        memory.delete(record.id, scope=record.scope)
-        return ok()
+        memory.update(record.id, text=data, metadata=metadata, scope=record.scope)
 
-    @router.delete("/delete-all", summary="Delete every memory of a scope")
-    def delete_all(
-        memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
-        run_id: str | None = None,
-    ) -> dict[str, Any]:
-        memory.delete_all(scope=scope_from(caller, user_id=user_id, agent_id=agent_id, run_id=run_id))
-        return ok()
+    await run_in_threadpool(change)
+    return ok({"message": "Memory updated successfully!"})
 
-    @router.delete("/reset-all", status_code=204, summary="Delete every memory of every scope (opt-in)")
-    def reset_all(request: Request, memory: MemoryDep, caller: CallerDep) -> Response:
-        require_reset_allowed(request, caller)
-        memory.reset()
-        return Response(status_code=204)
 
-    return router
+@router.delete("/delete/{memory_id}", summary="Delete a memory")
+def delete(memory_id: str, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
+    record = visible(memory, caller, memory_id)
+    if record is None:
+        raise MemoryNotFound(memory_id)
+    memory.delete(record.id, scope=record.scope)
+    return ok()
+
+
+@router.delete("/delete-all", summary="Delete every memory of a scope")
+def delete_all(
+    memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    memory.delete_all(scope=scope_from(caller, user_id=user_id, agent_id=agent_id, run_id=run_id))
+    return ok()
+
+
+@router.delete("/reset-all", status_code=204, summary="Delete every memory of every scope (opt-in)")
+def reset_all(config: ConfigDep, memory: MemoryDep, caller: CallerDep) -> Response:
+    require_reset_allowed(config, caller)
+    memory.reset()
+    return Response(status_code=204)
 
 
 async def _metadata_extension(request: Request) -> dict[str, Any] | None:

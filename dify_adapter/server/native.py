@@ -229,62 +229,69 @@ def _owned(memory: Memory, memory_id: str, ids: ScopeIds, caller: Caller) -> Mem
 # -- routes ------------------------------------------------------------------------------------------------
 
 
-def native_router() -> APIRouter:
-    """The ``/v1`` routes."""
-    router = APIRouter(route_class=translating_route(native_error), tags=["memories"], responses=ERRORS,
-                       dependencies=[Depends(request_caller)])
+router = APIRouter(route_class=translating_route(native_error), tags=["memories"], responses=ERRORS,
+                   dependencies=[Depends(request_caller)])
+"""The native API's routes, relative to its mount point (``/v1`` by default). Route functions carry no
+docstrings: FastAPI would publish them as descriptions in the OpenAPI document."""
 
-    @router.post("/memories", status_code=201, response_model=AddResponse, summary="Add memories")
-    def add(body: AddRequest, memory: MemoryDep, caller: CallerDep) -> AddResponse:
-        scope = _scope(body, caller)
-        data: Any = body.text if body.text is not None else [m.model_dump() for m in body.messages or []]
-        results = memory.add(data, scope=scope, metadata=body.metadata, expires_at=body.expires_at)
-        return AddResponse(results=[WriteOut.of(r) for r in results])
 
-    @router.get("/memories", response_model=PageResponse, summary="List memories in a scope, oldest first")
-    def list_memories(
-        memory: MemoryDep, caller: CallerDep, ids: ScopeDep, where: FilterDep,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100, cursor: str | None = None,
-    ) -> PageResponse:
-        page = memory.list(scope=_scope(ids, caller), filter=where, limit=limit, cursor=cursor)
-        return PageResponse(items=[MemoryOut.of(r) for r in page.items], next_cursor=page.next_cursor)
+@router.post("/memories", status_code=201, response_model=AddResponse, summary="Add memories")
+def add(body: AddRequest, memory: MemoryDep, caller: CallerDep) -> AddResponse:
+    scope = _scope(body, caller)
+    data: Any = body.text if body.text is not None else [m.model_dump() for m in body.messages or []]
+    results = memory.add(data, scope=scope, metadata=body.metadata, expires_at=body.expires_at)
+    return AddResponse(results=[WriteOut.of(r) for r in results])
 
-    @router.delete("/memories", response_model=DeletedResponse, summary="Delete every memory in a scope")
-    def delete_all(memory: MemoryDep, caller: CallerDep, ids: ScopeDep, where: FilterDep) -> DeletedResponse:
-        return DeletedResponse(deleted=memory.delete_all(scope=_scope(ids, caller), filter=where))
 
-    @router.post("/search", response_model=SearchResponse, summary="Search memories by similarity")
-    def search(body: NativeSearchRequest, memory: MemoryDep, caller: CallerDep) -> SearchResponse:
-        hits = memory.search(body.query, scope=_scope(body, caller), filter=body.filter, limit=body.limit,
-                             threshold=body.threshold)
-        return SearchResponse(results=[_hit(h) for h in hits])
+@router.get("/memories", response_model=PageResponse, summary="List memories in a scope, oldest first")
+def list_memories(
+    memory: MemoryDep, caller: CallerDep, ids: ScopeDep, where: FilterDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100, cursor: str | None = None,
+) -> PageResponse:
+    page = memory.list(scope=_scope(ids, caller), filter=where, limit=limit, cursor=cursor)
+    return PageResponse(items=[MemoryOut.of(r) for r in page.items], next_cursor=page.next_cursor)
 
-    @router.get("/count", response_model=CountResponse, summary="Count memories in a scope")
-    def count(memory: MemoryDep, caller: CallerDep, ids: ScopeDep, where: FilterDep) -> CountResponse:
-        return CountResponse(count=memory.count(scope=_scope(ids, caller), filter=where))
 
-    @router.get("/memories/{memory_id}", response_model=MemoryOut, summary="Get one memory")
-    def get(memory_id: str, memory: MemoryDep, caller: CallerDep, ids: ScopeDep) -> MemoryOut:
-        return MemoryOut.of(_owned(memory, memory_id, ids, caller))
+@router.delete("/memories", response_model=DeletedResponse, summary="Delete every memory in a scope")
+def delete_all(memory: MemoryDep, caller: CallerDep, ids: ScopeDep, where: FilterDep) -> DeletedResponse:
+    return DeletedResponse(deleted=memory.delete_all(scope=_scope(ids, caller), filter=where))
 
-    @router.patch("/memories/{memory_id}", response_model=WriteOut, summary="Change a memory's text and/or metadata")
-    def update(memory_id: str, body: UpdateRequest, memory: MemoryDep, caller: CallerDep, ids: ScopeDep) -> WriteOut:
-        record = _owned(memory, memory_id, ids, caller)
-        return WriteOut.of(memory.update(record.id, text=body.text, metadata=body.metadata, scope=record.scope))
 
-    @router.delete("/memories/{memory_id}", response_model=WriteOut, summary="Delete one memory")
-    def delete(memory_id: str, memory: MemoryDep, caller: CallerDep, ids: ScopeDep) -> WriteOut:
-        record = _owned(memory, memory_id, ids, caller)
-        return WriteOut.of(memory.delete(record.id, scope=record.scope))
+@router.post("/search", response_model=SearchResponse, summary="Search memories by similarity")
+def search(body: NativeSearchRequest, memory: MemoryDep, caller: CallerDep) -> SearchResponse:
+    hits = memory.search(body.query, scope=_scope(body, caller), filter=body.filter, limit=body.limit,
+                         threshold=body.threshold)
+    return SearchResponse(results=[_hit(h) for h in hits])
 
-    @router.get("/memories/{memory_id}/history", response_model=HistoryResponse, summary="A memory's events")
-    def history(memory_id: str, memory: MemoryDep, caller: CallerDep, ids: ScopeDep) -> HistoryResponse:
-        events = memory.history(memory_id, scope=_optional_scope(ids))
-        if not all(caller.may_touch(e.scope) for e in events):
-            raise MemoryNotFound(memory_id)
-        return HistoryResponse(events=events)
 
-    return router
+@router.get("/count", response_model=CountResponse, summary="Count memories in a scope")
+def count(memory: MemoryDep, caller: CallerDep, ids: ScopeDep, where: FilterDep) -> CountResponse:
+    return CountResponse(count=memory.count(scope=_scope(ids, caller), filter=where))
+
+
+@router.get("/memories/{memory_id}", response_model=MemoryOut, summary="Get one memory")
+def get(memory_id: str, memory: MemoryDep, caller: CallerDep, ids: ScopeDep) -> MemoryOut:
+    return MemoryOut.of(_owned(memory, memory_id, ids, caller))
+
+
+@router.patch("/memories/{memory_id}", response_model=WriteOut, summary="Change a memory's text and/or metadata")
+def update(memory_id: str, body: UpdateRequest, memory: MemoryDep, caller: CallerDep, ids: ScopeDep) -> WriteOut:
+    record = _owned(memory, memory_id, ids, caller)
+    return WriteOut.of(memory.update(record.id, text=body.text, metadata=body.metadata, scope=record.scope))
+
+
+@router.delete("/memories/{memory_id}", response_model=WriteOut, summary="Delete one memory")
+def delete(memory_id: str, memory: MemoryDep, caller: CallerDep, ids: ScopeDep) -> WriteOut:
+    record = _owned(memory, memory_id, ids, caller)
+    return WriteOut.of(memory.delete(record.id, scope=record.scope))
+
+
+@router.get("/memories/{memory_id}/history", response_model=HistoryResponse, summary="A memory's events")
+def history(memory_id: str, memory: MemoryDep, caller: CallerDep, ids: ScopeDep) -> HistoryResponse:
+    events = memory.history(memory_id, scope=_optional_scope(ids))
+    if not all(caller.may_touch(e.scope) for e in events):
+        raise MemoryNotFound(memory_id)
+    return HistoryResponse(events=events)
 
 
 def _hit(hit: SearchHit) -> HitOut:

@@ -11,33 +11,31 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from memdock.dify_adapter.external_knowledge import RetrievalError, authorize, parse_request, retrieve
+from memdock.dify_adapter.server.access import ConfigDep, MemoryDep, note_key
 
 log = logging.getLogger("memdock.retrieval")
 
+router = APIRouter(tags=["Dify External Knowledge API"])
+"""The ``/retrieval`` route, relative to its mount point (the root by default). It authenticates in
+Dify's way (`authorize`: 1001/1002) rather than through `request_caller`. Route functions carry no
+docstrings: FastAPI would publish them as descriptions in the OpenAPI document."""
 
-def retrieval_router() -> APIRouter:
-    """The ``/retrieval`` route."""
-    router = APIRouter(tags=["Dify External Knowledge API"])
 
-    @router.post(
-        "/retrieval",
-        summary="Dify External Knowledge retrieval",
-        description="Body: {knowledge_id, query, retrieval_setting: {top_k, score_threshold}, metadata_condition?}. "
-        "Errors: {error_code, error_msg}: 1001 malformed Authorization header (403), 1002 authorization "
-        "failed (403), 2001 unknown knowledge id (404), 400 malformed body, 503 backend unavailable.",
-    )
-    async def retrieval(request: Request) -> Response:
-        config = request.app.state.config
-        try:
-            key = authorize(request.headers.get("authorization"), config.keys)
-            if key is not None:
-                request.state.key_label = key.label
-            body = parse_request(await request.body())
-            answer = await run_in_threadpool(retrieve, request.app.state.memory, body, config.knowledge, key)
-        except RetrievalError as exc:
-            log.warning("retrieval failed: request_id=%s status=%s error_code=%s %s",
-                        request.state.request_id, exc.status, exc.code, exc.message)
-            return JSONResponse(exc.body(), status_code=exc.status)
-        return JSONResponse(answer)
-
-    return router
+@router.post(
+    "/retrieval",
+    summary="Dify External Knowledge retrieval",
+    description="Body: {knowledge_id, query, retrieval_setting: {top_k, score_threshold}, metadata_condition?}. "
+    "Errors: {error_code, error_msg}: 1001 malformed Authorization header (403), 1002 authorization "
+    "failed (403), 2001 unknown knowledge id (404), 400 malformed body, 503 backend unavailable.",
+)
+async def retrieval(request: Request, config: ConfigDep, memory: MemoryDep) -> Response:
+    try:
+        key = authorize(request.headers.get("authorization"), config.keys)
+        note_key(request, key)
+        body = parse_request(await request.body())
+        answer = await run_in_threadpool(retrieve, memory, body, config.knowledge, key)
+    except RetrievalError as exc:
+        log.warning("retrieval failed: request_id=%s status=%s error_code=%s %s",
+                    request.state.request_id, exc.status, exc.code, exc.message)
+        return JSONResponse(exc.body(), status_code=exc.status)
+    return JSONResponse(answer)

@@ -1,6 +1,6 @@
-"""The mem0-compatible dialects on a real `memdock serve`: request and response shapes of mem0's server
-(shared/reference/mem0.md and the recorded transcripts) and of the mem0ai-api wrapper, auth in each
-dialect's own way, and a scope-leak check across every route of every API."""
+"""The mem0-compatible dialects of the memdock server app, in-process: request and response shapes of
+mem0's server (as documented by mem0 and recorded from its real server) and of the mem0ai-api wrapper,
+auth in each dialect's own way, and a scope-leak check across every route of every API."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.memdock_server import backend_url, memdock_server
+from tests.helpers.memdock_app import MemdockTestClient, memdock_client
+from tests.helpers.memdock_server import fresh_backend_url
 
 ADMIN = "admin-key-0123456789abcdef"
 KEY_U1 = "key-of-u1-0123456789abcdef"
@@ -23,21 +24,21 @@ ITEM_KEYS = {"id", "memory", "hash", "metadata", "created_at", "updated_at", "us
 
 
 @pytest.fixture(scope="module", params=["memory", "chroma"])
-def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = backend_url(request.param, tmp_path_factory.mktemp("mem0"), "mem0")
-    with memdock_server(url) as base_url:
-        yield base_url
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemdockTestClient]:
+    url = fresh_backend_url(request.param, tmp_path_factory.mktemp("mem0"), "mem0")
+    with memdock_client(url) as app_client:
+        yield app_client
 
 
 @pytest.fixture
-def mem0(base: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{base}/mem0", timeout=30) as client:
+def mem0(server: MemdockTestClient) -> Iterator[httpx.Client]:
+    with server.as_another(base_url=f"{server.base_url}/mem0") as client:
         yield client
 
 
 @pytest.fixture
-def api(base: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{base}/mem0ai-api", timeout=30) as client:
+def api(server: MemdockTestClient) -> Iterator[httpx.Client]:
+    with server.as_another(base_url=f"{server.base_url}/mem0ai-api") as client:
         yield client
 
 
@@ -178,41 +179,41 @@ def test_mem0ai_api_envelope_and_routes(api: httpx.Client) -> None:
     assert refused.status_code == 403 and refused.json()["code"] == 403
 
 
-def test_reset_routes_work_when_allowed() -> None:
-    with memdock_server("memory://reset?embedder=hash", "--allow-reset") as base:
-        httpx.post(f"{base}/mem0ai-api/store", json={"data": "fact", "user_id": "a"})
-        httpx.post(f"{base}/mem0/memories", json={"messages": [{"role": "user", "content": "x"}], "user_id": "b"})
-        assert httpx.delete(f"{base}/mem0ai-api/reset-all").status_code == 204
-        assert httpx.get(f"{base}/mem0/memories", params={"user_id": "b"}).json() == {"results": []}
-        httpx.post(f"{base}/mem0/memories", json={"messages": [{"role": "user", "content": "y"}], "user_id": "b"})
-        assert httpx.post(f"{base}/mem0/reset").json() == {"message": "All memories reset"}
-        assert httpx.get(f"{base}/v1/count", params={"user_id": "b"}).json() == {"count": 0}
+def test_reset_routes_work_when_allowed(tmp_path: Path) -> None:
+    with memdock_client(fresh_backend_url("memory", tmp_path, "reset"), "--allow-reset") as http:
+        http.post("/mem0ai-api/store", json={"data": "fact", "user_id": "a"})
+        http.post("/mem0/memories", json={"messages": [{"role": "user", "content": "x"}], "user_id": "b"})
+        assert http.delete("/mem0ai-api/reset-all").status_code == 204
+        assert http.get("/mem0/memories", params={"user_id": "b"}).json() == {"results": []}
+        http.post("/mem0/memories", json={"messages": [{"role": "user", "content": "y"}], "user_id": "b"})
+        assert http.post("/mem0/reset").json() == {"message": "All memories reset"}
+        assert http.get("/v1/count", params={"user_id": "b"}).json() == {"count": 0}
 
 
 # -- auth in each dialect's own way ------------------------------------------------------------------------
 
 
 def test_auth_answers_in_each_dialect(tmp_path: Path) -> None:
-    with memdock_server("memory://auth?embedder=hash", "--api-key", ADMIN) as base:
-        no_key = httpx.get(f"{base}/mem0/memories", params={"user_id": "c"})
+    with memdock_client(fresh_backend_url("memory", tmp_path, "auth"), "--api-key", ADMIN) as http:
+        no_key = http.get("/mem0/memories", params={"user_id": "c"})
         assert no_key.status_code == 401 and no_key.headers["www-authenticate"] == "Bearer"
         assert "detail" in no_key.json()
-        assert httpx.get(f"{base}/mem0/memories", params={"user_id": "c"},
-                         headers={"X-API-Key": "wrong-key-123456"}).status_code == 401
-        assert httpx.get(f"{base}/mem0/memories", params={"user_id": "c"},
-                         headers={"X-API-Key": ADMIN}).status_code == 200
-        assert httpx.get(f"{base}/mem0/memories", params={"user_id": "c"},
-                         headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 200
+        assert http.get("/mem0/memories", params={"user_id": "c"},
+                        headers={"X-API-Key": "wrong-key-123456"}).status_code == 401
+        assert http.get("/mem0/memories", params={"user_id": "c"},
+                        headers={"X-API-Key": ADMIN}).status_code == 200
+        assert http.get("/mem0/memories", params={"user_id": "c"},
+                        headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 200
 
-        legacy = httpx.get(f"{base}/mem0ai-api/authorized", headers={"Authorization": "Bearer nope-nope-nope"})
+        legacy = http.get("/mem0ai-api/authorized", headers={"Authorization": "Bearer nope-nope-nope"})
         assert legacy.status_code == 200
         assert legacy.json() == {"code": 401, "error": "Unauthorized_Error", "message": "Unauthorized"}
-        assert httpx.get(f"{base}/mem0ai-api/authorized",
-                         headers={"Authorization": f"Bearer {ADMIN}"}).json()["code"] == 0
+        assert http.get("/mem0ai-api/authorized",
+                        headers={"Authorization": f"Bearer {ADMIN}"}).json()["code"] == 0
 
-        native = httpx.get(f"{base}/v1/count", params={"user_id": "c"})
+        native = http.get("/v1/count", params={"user_id": "c"})
         assert native.status_code == 401 and native.json()["error"]["type"] == "Unauthenticated"
-        assert httpx.get(f"{base}/healthz").status_code == 200
+        assert http.get("/healthz").status_code == 200
 
 
 # -- scope isolation across every route ----------------------------------------------------------------------
@@ -222,9 +223,9 @@ def test_u2_never_sees_u1s_memories_through_any_route(tmp_path: Path) -> None:
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps([{"name": "u1", "key": KEY_U1, "scopes": [{"user_id": "u1"}]},
                                 {"name": "u2", "key": KEY_U2, "scopes": [{"user_id": "u2"}]}]))
-    with memdock_server("memory://leak?embedder=hash", "--keys-file", str(keys)) as base:
-        as_u1 = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY_U1}"})
-        as_u2 = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY_U2}"})
+    with (memdock_client(fresh_backend_url("memory", tmp_path, "leak"), "--keys-file", str(keys)) as server,
+          server.as_another(headers={"Authorization": f"Bearer {KEY_U1}"}) as as_u1,
+          server.as_another(headers={"Authorization": f"Bearer {KEY_U2}"}) as as_u2):
         secret = "u1 secret: the vault code is 1234"
         native = as_u1.post("/v1/memories", json={"text": secret, "user_id": "u1"})
         server = as_u1.post("/mem0/memories", json={"user_id": "u1",
@@ -278,15 +279,15 @@ def test_u2_never_sees_u1s_memories_through_any_route(tmp_path: Path) -> None:
             secret, secret + "!", secret + "!!"}
 
 
-def test_mount_points_are_configurable() -> None:
-    with memdock_server("memory://mounts?embedder=hash", "--mount", "mem0-server=/",
-                        "--mount", "mem0ai-api=/legacy/mem0", "--mount", "native=off") as base:
-        added = httpx.post(f"{base}/memories", json={"user_id": "m", "messages": [{"role": "user", "content": "hi"}]})
+def test_mount_points_are_configurable(tmp_path: Path) -> None:
+    with memdock_client(fresh_backend_url("memory", tmp_path, "mounts"), "--mount", "mem0-server=/",
+                        "--mount", "mem0ai-api=/legacy/mem0", "--mount", "native=off") as http:
+        added = http.post("/memories", json={"user_id": "m", "messages": [{"role": "user", "content": "hi"}]})
         assert added.status_code == 200 and added.json()["results"][0]["memory"] == "hi"
-        assert httpx.get(f"{base}/legacy/mem0/retrieve", params={"user_id": "m"}).json()["data"]["results"]
-        assert httpx.get(f"{base}/mem0ai-api/authorized").status_code == 404
-        assert httpx.get(f"{base}/v1/count", params={"user_id": "m"}).status_code == 404
-        assert httpx.get(f"{base}/healthz").status_code == 200
+        assert http.get("/legacy/mem0/retrieve", params={"user_id": "m"}).json()["data"]["results"]
+        assert http.get("/mem0ai-api/authorized").status_code == 404
+        assert http.get("/v1/count", params={"user_id": "m"}).status_code == 404
+        assert http.get("/healthz").status_code == 200
 
 
 @pytest.mark.parametrize("spec", ["mem0-server", "nope=/x", "native=v1", "native=/v1/", "mem0-server=/a b"])

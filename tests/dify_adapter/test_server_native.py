@@ -1,4 +1,4 @@
-"""The native API (/v1) of a real `memdock serve` over HTTP, for memory:// and embedded Chroma."""
+"""The native API (/v1) of the memdock server app, in-process, for memory:// and embedded Chroma."""
 
 from __future__ import annotations
 
@@ -10,22 +10,22 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.memdock_server import backend_url, memdock_server
+from tests.helpers.memdock_app import MemdockTestClient, memdock_client
+from tests.helpers.memdock_server import fresh_backend_url
 from tests.helpers.paths import REPO
 
 
 @pytest.fixture(scope="module", params=["memory", "chroma"])
-def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server per backend for this module."""
-    url = backend_url(request.param, tmp_path_factory.mktemp("native"), "native")
-    with memdock_server(url) as base_url:
-        yield base_url
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemdockTestClient]:
+    """A server app per backend for this module."""
+    url = fresh_backend_url(request.param, tmp_path_factory.mktemp("native"), "native")
+    with memdock_client(url) as app_client:
+        yield app_client
 
 
 @pytest.fixture
-def client(base: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base, timeout=30) as http:
-        yield http
+def client(server: MemdockTestClient) -> httpx.Client:
+    return server
 
 
 def unique(name: str) -> str:
@@ -182,7 +182,7 @@ def test_bad_input_gets_a_typed_error_naming_the_field(
     assert response.json()["request_id"] == response.headers["x-request-id"]
 
 
-def test_the_published_openapi_document_lists_every_native_route(client: httpx.Client, base: str) -> None:
+def test_the_published_openapi_document_lists_every_native_route(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     native = {(path, method) for path, item in spec["paths"].items() for method in item if path.startswith("/v1")}
     assert native == {

@@ -1,5 +1,6 @@
-"""Dify's External Knowledge API (POST /retrieval) on a real `memdock serve`, exactly as dify.md describes it:
-auth codes, the registration check, knowledge ids, every metadata_condition operator, record shape."""
+"""Dify's External Knowledge API (POST /retrieval) of the memdock server app, in-process, exactly as dify.md
+describes it: auth codes, the registration check, knowledge ids, every metadata_condition operator, record
+shape."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.memdock_server import backend_url, memdock_server, server_log
+from tests.helpers.memdock_app import MemdockTestClient, memdock_client
+from tests.helpers.memdock_server import fresh_backend_url
 
 GOOD_KEY = "good-key-0123456789abcdef"
 KB_KEY = "kb-only-key-0123456789abcd"
@@ -24,30 +26,31 @@ DOCS: list[tuple[str, dict[str, Any]]] = [
 
 
 @pytest.fixture(scope="module", params=["memory", "chroma"])
-def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemdockTestClient]:
     folder = tmp_path_factory.mktemp("retrieval")
     (folder / "knowledge.json").write_text(json.dumps({
         "support-kb": {"scope": {"agent_id": "support"}, "filter": {"lang": "en"}},
     }))
     (folder / "keys.json").write_text(json.dumps([{"name": "kb", "key": KB_KEY, "knowledge_ids": ["support-kb"]}]))
-    url = backend_url(request.param, folder, "retrieval")
-    with memdock_server(url, "--api-key", GOOD_KEY, "--keys-file", str(folder / "keys.json"),
-                        "--knowledge-map", str(folder / "knowledge.json")) as base_url:
-        with httpx.Client(base_url=base_url, headers={"X-API-Key": GOOD_KEY}) as http:
+    url = fresh_backend_url(request.param, folder, "retrieval")
+    with memdock_client(url, "--api-key", GOOD_KEY, "--keys-file", str(folder / "keys.json"),
+                        "--knowledge-map", str(folder / "knowledge.json")) as server:
+        with server.as_another(headers={"X-API-Key": GOOD_KEY}) as http:
             for text, metadata in DOCS:
                 assert http.post("/v1/memories", json={"text": text, "user_id": "kb-ops", "metadata": metadata})\
                     .status_code == 201
             for text, lang in (("reset your password from the login page", "en"),
                                ("réinitialisez votre mot de passe", "fr")):
                 http.post("/v1/memories", json={"text": text, "agent_id": "support", "metadata": {"lang": lang}})
-        yield base_url
+        yield server
 
 
-def retrieve(base: str, body: Any, key: str | None = GOOD_KEY, header: str | None = None) -> httpx.Response:
+def retrieve(server: httpx.Client, body: Any, key: str | None = GOOD_KEY,
+             header: str | None = None) -> httpx.Response:
     headers = {"Authorization": header if header is not None else f"Bearer {key}"}
     if body is None:
-        return httpx.post(f"{base}/retrieval", headers=headers)
-    return httpx.post(f"{base}/retrieval", headers=headers, json=body)
+        return server.post("/retrieval", headers=headers)
+    return server.post("/retrieval", headers=headers, json=body)
 
 
 def request(knowledge_id: str = "kb-ops", conditions: list[dict[str, Any]] | None = None,
@@ -64,8 +67,8 @@ def contents(response: httpx.Response) -> set[str]:
     return {r["content"] for r in response.json()["records"]}
 
 
-def test_records_have_content_score_title_and_an_object_metadata(base: str) -> None:
-    response = retrieve(base, request(top_k=4, query="alpha doc"))
+def test_records_have_content_score_title_and_an_object_metadata(server: MemdockTestClient) -> None:
+    response = retrieve(server, request(top_k=4, query="alpha doc"))
     records = response.json()["records"]
     assert response.status_code == 200 and len(records) == 4
     for record in records:
@@ -77,16 +80,16 @@ def test_records_have_content_score_title_and_an_object_metadata(base: str) -> N
     assert [r["score"] for r in records] == sorted((r["score"] for r in records), reverse=True)
 
 
-def test_top_k_and_score_threshold(base: str) -> None:
-    assert len(retrieve(base, request(top_k=2)).json()["records"]) == 2
-    strict = retrieve(base, request(query="alpha doc", threshold=0.99)).json()["records"]
+def test_top_k_and_score_threshold(server: MemdockTestClient) -> None:
+    assert len(retrieve(server, request(top_k=2)).json()["records"]) == 2
+    strict = retrieve(server, request(query="alpha doc", threshold=0.99)).json()["records"]
     assert [r["content"] for r in strict] == ["alpha doc"]
 
 
-def test_metadata_condition_absent_or_null_means_no_filter(base: str) -> None:
+def test_metadata_condition_absent_or_null_means_no_filter(server: MemdockTestClient) -> None:
     body = request()
     body["metadata_condition"] = None
-    assert len(contents(retrieve(base, body))) == 4
+    assert len(contents(retrieve(server, body))) == 4
 
 
 OPERATORS: list[tuple[str, str, Any, set[str]]] = [
@@ -116,77 +119,79 @@ OPERATORS: list[tuple[str, str, Any, set[str]]] = [
 
 @pytest.mark.parametrize(("name", "op", "value", "expected"), OPERATORS,
                          ids=[f"{o[1]}-{o[2]}" for o in OPERATORS])
-def test_each_comparison_operator(base: str, name: str, op: str, value: Any, expected: set[str]) -> None:
+def test_each_comparison_operator(
+    server: MemdockTestClient, name: str, op: str, value: Any, expected: set[str]
+) -> None:
     condition: dict[str, Any] = {"name": name, "comparison_operator": op}
     if value is not None:
         condition["value"] = value
-    assert contents(retrieve(base, request(conditions=[condition]))) == expected
+    assert contents(retrieve(server, request(conditions=[condition]))) == expected
 
 
-def test_logical_or_and_list_of_names(base: str) -> None:
+def test_logical_or_and_list_of_names(server: MemdockTestClient) -> None:
     either = [{"name": "category", "comparison_operator": "is", "value": "news"},
               {"name": "category", "comparison_operator": "is", "value": "sports"}]
-    assert contents(retrieve(base, request(conditions=either, logical="or"))) == {"alpha doc", "beta doc"}
-    assert contents(retrieve(base, request(conditions=either, logical="and"))) == set()
+    assert contents(retrieve(server, request(conditions=either, logical="or"))) == {"alpha doc", "beta doc"}
+    assert contents(retrieve(server, request(conditions=either, logical="and"))) == set()
     any_name = [{"name": ["author", "title"], "comparison_operator": "not empty"}]
-    assert contents(retrieve(base, request(conditions=any_name))) == {"alpha doc", "gamma doc"}
+    assert contents(retrieve(server, request(conditions=any_name))) == {"alpha doc", "gamma doc"}
 
 
-def test_an_unknown_operator_is_a_400_naming_the_condition(base: str) -> None:
-    response = retrieve(base, request(conditions=[{"name": "views", "comparison_operator": "~=", "value": 1}]))
+def test_an_unknown_operator_is_a_400_naming_the_condition(server: MemdockTestClient) -> None:
+    response = retrieve(server, request(conditions=[{"name": "views", "comparison_operator": "~=", "value": 1}]))
     assert response.status_code == 400
     assert "conditions[0]" in response.json()["error_msg"]
 
 
-def test_a_mapped_knowledge_id_selects_its_scope_and_default_filter(base: str) -> None:
-    found = contents(retrieve(base, request(knowledge_id="support-kb", query="password")))
+def test_a_mapped_knowledge_id_selects_its_scope_and_default_filter(server: MemdockTestClient) -> None:
+    found = contents(retrieve(server, request(knowledge_id="support-kb", query="password")))
     assert found == {"reset your password from the login page"}
 
 
-def test_unknown_knowledge_id_is_2001(base: str) -> None:
-    response = retrieve(base, request(knowledge_id="nobody-has-this-id"))
+def test_unknown_knowledge_id_is_2001(server: MemdockTestClient) -> None:
+    response = retrieve(server, request(knowledge_id="nobody-has-this-id"))
     assert response.status_code == 404 and response.json()["error_code"] == 2001
 
 
-def test_bad_key_is_1002_and_malformed_header_is_1001(base: str) -> None:
-    bad = retrieve(base, request(), key="wrong-key-0123456789abcdef")
+def test_bad_key_is_1002_and_malformed_header_is_1001(server: MemdockTestClient) -> None:
+    bad = retrieve(server, request(), key="wrong-key-0123456789abcdef")
     assert bad.status_code == 403 and bad.json()["error_code"] == 1002
     for header in ("", "Basic abc", "Bearer", "Token abc"):
-        malformed = retrieve(base, request(), header=header)
+        malformed = retrieve(server, request(), header=header)
         assert malformed.status_code == 403 and malformed.json()["error_code"] == 1001, header
-    assert "wrong-key" not in server_log(base)
+    assert "wrong-key" not in server.server_log()
 
 
-def test_a_key_limited_to_knowledge_ids_sees_only_those(base: str) -> None:
-    assert contents(retrieve(base, request(knowledge_id="support-kb", query="password"), key=KB_KEY))
-    other = retrieve(base, request(knowledge_id="kb-ops"), key=KB_KEY)
+def test_a_key_limited_to_knowledge_ids_sees_only_those(server: MemdockTestClient) -> None:
+    assert contents(retrieve(server, request(knowledge_id="support-kb", query="password"), key=KB_KEY))
+    other = retrieve(server, request(knowledge_id="kb-ops"), key=KB_KEY)
     assert other.status_code == 404 and other.json()["error_code"] == 2001
 
 
-def test_registration_check_with_an_empty_body(base: str) -> None:
+def test_registration_check_with_an_empty_body(server: MemdockTestClient) -> None:
     """Dify POSTs {base}/retrieval with no body when the user saves the endpoint; it fails on 403/404/502."""
-    good = retrieve(base, None)
+    good = retrieve(server, None)
     assert good.status_code not in (403, 404, 502) and good.status_code == 400
-    bad = retrieve(base, None, key="wrong-key-0123456789abcdef")
+    bad = retrieve(server, None, key="wrong-key-0123456789abcdef")
     assert bad.status_code == 403 and bad.json()["error_code"] == 1002
 
 
-def test_malformed_bodies_are_400(base: str) -> None:
-    assert retrieve(base, {"knowledge_id": "kb-ops"}).status_code == 400
+def test_malformed_bodies_are_400(server: MemdockTestClient) -> None:
+    assert retrieve(server, {"knowledge_id": "kb-ops"}).status_code == 400
     wrong = request()
     wrong["retrieval_setting"]["top_k"] = 0
-    assert retrieve(base, wrong).status_code == 400
-    raw = httpx.post(f"{base}/retrieval", headers={"Authorization": f"Bearer {GOOD_KEY}"}, content=b"{nope")
+    assert retrieve(server, wrong).status_code == 400
+    raw = server.post("/retrieval", headers={"Authorization": f"Bearer {GOOD_KEY}"}, content=b"{nope")
     assert raw.status_code == 400 and raw.json()["error_code"] == 400
 
 
-def test_errors_are_logged_server_side(base: str) -> None:
-    retrieve(base, request(knowledge_id="definitely-unknown-kb"))
-    assert "error_code=2001" in server_log(base)
+def test_errors_are_logged_server_side(server: MemdockTestClient) -> None:
+    retrieve(server, request(knowledge_id="definitely-unknown-kb"))
+    assert "error_code=2001" in server.server_log()
 
 
 def test_open_server_answers_retrieval_without_a_key(tmp_path: Path) -> None:
-    with memdock_server("memory://open?embedder=hash") as base_url:
-        httpx.post(f"{base_url}/v1/memories", json={"text": "open fact", "user_id": "kb"})
-        response = httpx.post(f"{base_url}/retrieval", json=request(knowledge_id="kb", query="open fact"))
+    with memdock_client(fresh_backend_url("memory", tmp_path, "open")) as server:
+        server.post("/v1/memories", json={"text": "open fact", "user_id": "kb"})
+        response = server.post("/retrieval", json=request(knowledge_id="kb", query="open fact"))
         assert contents(response) == {"open fact"}

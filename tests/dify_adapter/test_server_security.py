@@ -1,6 +1,10 @@
 """Safety of `memdock serve`: loopback by default, keys required elsewhere, constant-time key checks,
 restricted keys, access logs without secrets or memory text, request ids, body limits, and a server that
-stays responsive while a backend call is slow."""
+stays responsive while a backend call is slow.
+
+Routes are checked in-process (the app, or uvicorn in a thread where real HTTP matters); a real
+``memdock serve`` process runs only where the process is the subject: the address it refuses to bind, and
+what it prints."""
 
 from __future__ import annotations
 
@@ -8,29 +12,26 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from memdock import Memory
-from memdock.backends.reference import ReferenceBackend, ReferenceSettings
+from memdock.backends.reference import ReferenceBackend
 from memdock.dify_adapter import auth
 from memdock.dify_adapter.auth import KeyRing, digest, plain_key
-from memdock.dify_adapter.server.app import create_app
 from memdock.dify_adapter.server.serve import build_config, is_loopback
 from memdock.errors import InvalidInput
 from memdock.models import Scope, SearchHit
-from tests.helpers.local_process import free_port
-from tests.helpers.memdock_server import memdock_server, server_log
+from tests.helpers.memdock_app import memdock_client
+from tests.helpers.memdock_server import fresh_backend_url, memdock_app_server, memdock_server, server_log
 from tests.helpers.support import make_test_embedder
 
 KEY = "serve-key-0123456789abcdef"
+SECRET_TEXT = "my bank PIN is 9876"
 
 
 def serve_args(*argv: str) -> Any:
@@ -93,11 +94,53 @@ def test_keys_from_env_and_hashed_keys_file(tmp_path: Path) -> None:
     assert ring.authenticate("not-a-key-0123456789") is None
 
 
+PRESENTED: list[tuple[str, str | None, str | None, auth.CredentialForms, str | None]] = [
+    ("server-bearer", f"Bearer {KEY}", None, auth.SERVER_FORMS, KEY),
+    ("server-token", f"Token {KEY}", None, auth.SERVER_FORMS, KEY),
+    ("server-scheme-case-and-blanks", f"  bearer   {KEY} ", None, auth.SERVER_FORMS, KEY),
+    ("server-x-api-key", None, f" {KEY} ", auth.SERVER_FORMS, KEY),
+    ("server-x-api-key-wins", "Bearer other-key-0123456789", KEY, auth.SERVER_FORMS, KEY),
+    ("server-empty-x-api-key", f"Bearer {KEY}", "", auth.SERVER_FORMS, KEY),
+    ("server-blank-x-api-key", f"Bearer {KEY}", "  ", auth.SERVER_FORMS, None),
+    ("server-basic", f"Basic {KEY}", None, auth.SERVER_FORMS, None),
+    ("server-scheme-alone", "Bearer", None, auth.SERVER_FORMS, None),
+    ("server-nothing", None, None, auth.SERVER_FORMS, None),
+    ("dify-bearer", f"Bearer {KEY}", None, auth.EXTERNAL_KNOWLEDGE_FORMS, KEY),
+    ("dify-token", f"Token {KEY}", None, auth.EXTERNAL_KNOWLEDGE_FORMS, None),
+    ("dify-x-api-key", None, KEY, auth.EXTERNAL_KNOWLEDGE_FORMS, None),
+    ("dify-empty", "", None, auth.EXTERNAL_KNOWLEDGE_FORMS, None),
+]
+
+
+@pytest.mark.parametrize(("authorization", "x_api_key", "forms", "expected"), [p[1:] for p in PRESENTED],
+                         ids=[p[0] for p in PRESENTED])
+def test_presented_keys_are_read_in_each_api_s_forms(
+    authorization: str | None, x_api_key: str | None, forms: auth.CredentialForms, expected: str | None
+) -> None:
+    assert auth.presented_key(authorization, x_api_key, forms) == expected
+    ring = KeyRing([plain_key(KEY, "the-key")])
+    if expected is None:
+        with pytest.raises(auth.MissingKey):
+            auth.authenticate_request(ring, authorization, x_api_key, forms)
+    else:
+        found = auth.authenticate_request(ring, authorization, x_api_key, forms)
+        assert found is not None and found.label == "the-key"
+    assert auth.authenticate_request(KeyRing(), authorization, x_api_key, forms) is None, "an open ring lets all in"
+
+
+def test_a_well_formed_unknown_key_is_not_a_missing_one() -> None:
+    ring = KeyRing([plain_key(KEY, "the-key")])
+    for forms in (auth.SERVER_FORMS, auth.EXTERNAL_KNOWLEDGE_FORMS):
+        with pytest.raises(auth.UnknownKey) as info:
+            auth.authenticate_request(ring, "Bearer wrong-key-0123456789", None, forms)
+        assert "wrong-key" not in str(info.value) and KEY not in str(info.value)
+
+
 def test_a_restricted_key_cannot_leave_its_scopes(tmp_path: Path) -> None:
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps([{"name": "bot", "key": KEY, "scopes": [{"agent_id": "bot"}]}]))
-    with memdock_server("memory://restricted?embedder=hash", "--keys-file", str(keys)) as base:
-        client = httpx.Client(base_url=base, headers={"X-API-Key": KEY})
+    with memdock_client(fresh_backend_url("memory", tmp_path, "restricted"), "--keys-file", str(keys),
+                        headers={"X-API-Key": KEY}) as client:
         ok = client.post("/v1/memories", json={"text": "bot fact", "agent_id": "bot", "user_id": "anyone"})
         assert ok.status_code == 201
         assert client.get("/v1/count", params={"agent_id": "bot"}).json() == {"count": 1}
@@ -106,30 +149,57 @@ def test_a_restricted_key_cannot_leave_its_scopes(tmp_path: Path) -> None:
         assert client.get("/v1/count", params={"user_id": "anyone"}).status_code == 403
 
 
-def test_access_log_has_ids_paths_and_labels_but_no_secrets_or_text() -> None:
-    secret_text = "my bank PIN is 9876"
-    with memdock_server("memory://logs?embedder=hash", "--api-key", KEY) as base:
-        headers = {"Authorization": f"Bearer {KEY}", "X-Request-ID": "trace-abc-123"}
-        added = httpx.post(f"{base}/mem0ai-api/store", headers=headers, json={"data": secret_text, "user_id": "u1"})
-        assert added.headers["x-request-id"] == "trace-abc-123"
-        memory_id = added.json()["data"]["results"][0]["id"]
-        httpx.put(f"{base}/mem0ai-api/update/{memory_id}", headers=headers, params={"data": secret_text + " now"})
-        httpx.get(f"{base}/mem0ai-api/search", headers=headers, params={"query": secret_text, "user_id": "u1"})
-        httpx.get(f"{base}/v1/count", headers={"Authorization": "Bearer wrong-key-0123456789"},
-                  params={"user_id": "u1"})
-        odd = httpx.get(f"{base}/healthz", headers={"X-Request-ID": "bad id with spaces"})
-        assert odd.headers["x-request-id"] != "bad id with spaces"
-        log = server_log(base)
+FORBIDDEN_IN_LOGS = (KEY, "wrong-key", "PIN", "9876", "bank", "query=", "data=")
+
+
+def send_requests_holding_secrets(client: httpx.Client) -> None:
+    """Requests whose bodies, query strings and headers hold `KEY`, a wrong key and `SECRET_TEXT`: a store,
+    an update and a search with the good key and request id ``trace-abc-123``, a count with a wrong key,
+    and a health check with a request id the server must replace."""
+    headers = {"Authorization": f"Bearer {KEY}", "X-Request-ID": "trace-abc-123"}
+    added = client.post("/mem0ai-api/store", headers=headers, json={"data": SECRET_TEXT, "user_id": "u1"})
+    assert added.headers["x-request-id"] == "trace-abc-123"
+    memory_id = added.json()["data"]["results"][0]["id"]
+    client.put(f"/mem0ai-api/update/{memory_id}", headers=headers, params={"data": SECRET_TEXT + " now"})
+    client.get("/mem0ai-api/search", headers=headers, params={"query": SECRET_TEXT, "user_id": "u1"})
+    client.get("/v1/count", headers={"Authorization": "Bearer wrong-key-0123456789"}, params={"user_id": "u1"})
+    odd = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert odd.headers["x-request-id"] != "bad id with spaces"
+
+
+def test_access_log_has_ids_paths_and_labels_but_no_secrets_or_text(tmp_path: Path) -> None:
+    with memdock_client(fresh_backend_url("memory", tmp_path, "logs"), "--api-key", KEY) as client:
+        send_requests_holding_secrets(client)
+        log = client.server_log()
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert {"request_id", "method", "path", "status", "ms", "key"} <= set(lines[0])
     assert any(entry["request_id"] == "trace-abc-123" and entry["key"] == "key-1" for entry in lines)
     assert any(entry["status"] == 401 for entry in lines)
-    for forbidden in (KEY, "wrong-key", "PIN", "9876", "bank", "query=", "data="):
+    for forbidden in FORBIDDEN_IN_LOGS:
         assert forbidden not in log, forbidden
 
 
-def test_bodies_over_the_limit_get_413_and_store_nothing() -> None:
-    with memdock_server("memory://limits?embedder=hash", "--max-body-bytes", "2048") as base:
+def test_the_serve_process_prints_its_start_up_line_and_access_log_but_no_secrets() -> None:
+    """Everything ``memdock serve`` writes (its start-up line, uvicorn's own messages, the access log) for
+    the same requests: the access log reaches the output, uvicorn's access log (which would print query
+    strings) stays off, and no key or memory text appears anywhere."""
+    with memdock_server("memory://logs?embedder=hash", "--api-key", KEY) as base, \
+            httpx.Client(base_url=base, timeout=30) as client:
+        send_requests_holding_secrets(client)
+        log = server_log(base)
+    [started] = [line for line in log.splitlines() if line.startswith("memdock serving ")]
+    assert started.endswith(f" on {base} (1 API key(s))"), started
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert {"request_id", "method", "path", "status", "ms", "key"} <= set(lines[0])
+    assert any(entry["request_id"] == "trace-abc-123" and entry["key"] == "key-1" for entry in lines)
+    assert any(entry["status"] == 401 for entry in lines)
+    for forbidden in FORBIDDEN_IN_LOGS:
+        assert forbidden not in log, forbidden
+
+
+def test_bodies_over_the_limit_get_413_and_store_nothing(tmp_path: Path) -> None:
+    """Over real HTTP (uvicorn in a thread): a streamed body arrives in chunks, as from a network client."""
+    with memdock_app_server(fresh_backend_url("memory", tmp_path, "limits"), "--max-body-bytes", "2048") as base:
         big = {"text": "x" * 4000, "user_id": "u1"}
         assert httpx.post(f"{base}/v1/memories", json=big).status_code == 413
 
@@ -160,29 +230,11 @@ class SlowSearchBackend(ReferenceBackend):
         return super().search(vector, text, scope, where, limit)
 
 
-@contextmanager
-def in_process_server(memory: Memory) -> Iterator[str]:
-    """uvicorn on 127.0.0.1 in a thread of this process (to serve a backend object built by the test)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(memory), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-
-
 def test_a_slow_backend_call_does_not_block_other_requests() -> None:
     embedder = make_test_embedder()
-    memory = Memory(SlowSearchBackend(ReferenceSettings(), embedder), embedder)
+    memory = Memory(SlowSearchBackend(ReferenceBackend.Settings(), embedder), embedder)
     memory.add("a fact", user_id="u1")
-    with in_process_server(memory) as base:
+    with memdock_app_server(memory) as base:
         slow: dict[str, httpx.Response] = {}
         worker = threading.Thread(target=lambda: slow.update(
             r=httpx.post(f"{base}/v1/search", json={"query": "fact", "user_id": "u1"}, timeout=60)))

@@ -1,15 +1,32 @@
-"""A real `memdock serve` on 127.0.0.1 for tests: started as a subprocess on a free port, stopped by its PID."""
+"""memdock's HTTP server on a real 127.0.0.1 socket for tests, two ways:
+
+- `memdock_app_server`: uvicorn in a background thread of the test process (fast; for tests that need
+  real HTTP, such as a client library under test, streamed bodies or concurrent requests);
+- `memdock_server`: a real ``memdock serve`` subprocess on a free port, stopped by its PID (for tests
+  whose subject is the process: the command line, its output, start-up and shutdown).
+
+Route behaviour is best tested without either: `tests.helpers.memdock_app.memdock_client`.
+"""
 
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 import tempfile
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import uvicorn
+
+from memdock.dify_adapter.server.config import ServerConfig
+from memdock.memory import Memory
 from tests.helpers.local_process import free_port, serving
+from tests.helpers.memdock_app import memdock_app
 
 _logs: dict[str, Path] = {}
 
@@ -18,6 +35,48 @@ def backend_url(kind: str, folder: Path, name: str) -> str:
     """The backend a server test runs on: ``memory`` (a named in-process store) or ``chroma`` (embedded,
     in `folder`), both with the fast deterministic embedder."""
     return f"memory://{name}?embedder=hash" if kind == "memory" else f"chroma://{folder}/db?embedder=hash"
+
+
+def fresh_backend_url(kind: str, folder: Path, name: str) -> str:
+    """`backend_url` for a store no other test shares, for servers in the test process: a named
+    memory:// store lives as long as the process, so the name gets a unique suffix (as a fresh
+    ``memdock serve`` process would start empty); Chroma lives in `folder`, which is the caller's."""
+    return backend_url(kind, folder, f"{name}-{uuid.uuid4().hex[:12]}")
+
+
+@contextmanager
+def memdock_app_server(
+    backend: str | Memory, *serve_args: str, config: ServerConfig | None = None, timeout: float = 30.0
+) -> Iterator[str]:
+    """Serve `memdock_app(backend, *serve_args, config=config)` with uvicorn on a free 127.0.0.1 port in a
+    background thread; yields ``http://127.0.0.1:PORT`` once it accepts connections, then stops it
+    (``server.should_exit = True``, thread joined) and, for a backend URL, closes the Memory it opened.
+
+    `backend` is a backend URL or an open `Memory` (left open); `serve_args` are ``memdock serve`` flags
+    (``--api-key``, ``--mount``, ...), `config` a ready `ServerConfig` instead. The socket is bound before
+    the thread starts, so no other process can take the port in between. `RuntimeError` when uvicorn does
+    not start within `timeout` seconds.
+    """
+    app = memdock_app(backend, *serve_args, config=config)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="warning",
+                                           access_log=False, server_header=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"memdock-app-{port}",
+                              daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout)
+        sock.close()
 
 
 @contextmanager
@@ -44,5 +103,5 @@ def memdock_server(
 
 
 def server_log(base_url: str) -> str:
-    """Everything the server at `base_url` has written so far."""
+    """Everything the `memdock_server` at `base_url` has written so far."""
     return _logs[base_url].read_text()

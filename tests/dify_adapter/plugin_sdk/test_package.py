@@ -109,7 +109,7 @@ def test_the_package_holds_the_plugin_memdock_and_its_requirements(package: Path
     assert not any(name.startswith("/") or name.startswith("plugin/") or "__pycache__" in name for name in names)
     for required in ("manifest.yaml", "main.py", "PRIVACY.md", "README.md", "_assets/icon.svg", ".difyignore",
                      "requirements.txt", "memdock/memory.py", "memdock/backends/chroma.py",
-                     "memdock/dify_adapter/plugin_tools.py"):
+                     "memdock/dify_adapter/plugin_logic/tools.py"):
         assert required in names, required
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "memdock.backends.pgvector.backend" in (unpacked / entry_points).read_text()
