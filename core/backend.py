@@ -86,7 +86,7 @@ def redact(url: str) -> str:
 class BackendSettings(BaseModel):
     """Base of every backend's settings model. Unknown query parameters are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     @classmethod
     def from_url(cls, url: BackendURL) -> Self:

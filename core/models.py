@@ -30,7 +30,7 @@ class Scope(BaseModel):
     """Who a memory belongs to. Writes need at least one id; a read sees only records whose scope
     has the same value for every id the read's scope sets (unset ids are wildcards for reads)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     user_id: str | None = None
     agent_id: str | None = None
@@ -77,7 +77,7 @@ class EventKind(StrEnum):
 class MemoryRecord(BaseModel):
     """One stored memory. `vector` is present only when a backend returns embeddings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     id: str
     text: str
@@ -103,6 +103,8 @@ class MemoryRecord(BaseModel):
 class SearchHit(BaseModel):
     """A search result. `score` is a similarity in [0, 1]; higher means more similar."""
 
+    model_config = ConfigDict(defer_build=True)
+
     record: MemoryRecord
     score: float = Field(ge=0.0, le=1.0)
 
@@ -110,12 +112,16 @@ class SearchHit(BaseModel):
 class Page(BaseModel):
     """One page of a listing. `next_cursor` is None on the last page; pass it back to get the next."""
 
+    model_config = ConfigDict(defer_build=True)
+
     items: list[MemoryRecord]
     next_cursor: str | None = None
 
 
 class HistoryEvent(BaseModel):
     """One change to one memory, oldest first in `Memory.history`."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     memory_id: str
@@ -135,6 +141,8 @@ class HistoryEvent(BaseModel):
 
 class WriteResult(BaseModel):
     """What one write did: the event and the record as it now stands (or stood, for DELETE)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     event: EventKind
     record: MemoryRecord
