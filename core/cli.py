@@ -15,14 +15,15 @@ import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memdock.errors import InvalidInput, MemdockError, Unsupported
 from memdock.hookspecs import CommandHandler
-from memdock.memory import Memory
-from memdock.models import HistoryEvent, MemoryRecord, Scope, SearchHit, WriteResult
-from memdock.plugins import backend_classes, embedder_specs, list_plugins, load_failures, plugin_manager
-from memdock.validation import make_scope
+from memdock.plugins import backend_classes, command_manager, embedder_specs, list_plugins, load_failures
+
+if TYPE_CHECKING:  # imported where a command runs, so that building the parser stays cheap
+    from memdock.memory import Memory
+    from memdock.models import HistoryEvent, MemoryRecord, Scope, SearchHit, WriteResult
 
 Handler = CommandHandler
 
@@ -131,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("memory_id")
     sub.add_argument("--json", action="store_true")
 
-    plugin_manager().hook.register_commands(add_command=command)
+    command_manager().hook.register_commands(add_command=command)
     return parser
 
 
@@ -158,11 +159,15 @@ def _json_arg(field: str) -> Callable[[str], Any]:
 
 
 def _scope(args: argparse.Namespace) -> Scope:
+    from memdock.validation import make_scope
+
     ids = {"user_id": args.user_id, "agent_id": args.agent_id, "run_id": args.run_id, "app_id": args.app_id}
     return make_scope(None, ids, required=False)
 
 
 def _open(args: argparse.Namespace) -> Memory:
+    from memdock.memory import Memory
+
     return Memory.open(args.url)
 
 

@@ -8,7 +8,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCOPE_FIELDS: tuple[str, ...] = ("user_id", "agent_id", "run_id", "app_id")
+from memdock.scopes import SCOPE_FIELDS as SCOPE_FIELDS  # re-exported: the models name them
+
 """Names of the scope ids, in a fixed order. Filters may name them; metadata may not use them as keys."""
 
 MAX_SCOPE_ID_CHARS = 256

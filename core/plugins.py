@@ -1,7 +1,12 @@
-"""The plugin registry: a lazily built pluggy PluginManager fed by the ``memdock`` entry-point group.
+"""The plugin registry: one lazily built pluggy PluginManager fed by two entry-point groups.
 
-Built-in backends and embedders are registered through the same entry points as third-party ones.
-``MEMDOCK_DISABLE_PLUGINS=name,name`` blocks plugins by entry-point name.
+- ``memdock``: backends and embedders (`register_backends`, `register_embedders`), loaded the first time
+  one is looked up.
+- ``memdock.commands``: CLI subcommands (`register_commands`), loaded when the CLI builds its parser. These
+  modules only build argparse options, so ``memdock --help`` does not import any backend.
+
+Built-in plugins are registered through the same entry points as third-party ones.
+``MEMDOCK_DISABLE_PLUGINS=name,name`` blocks plugins by entry-point name (in either group).
 """
 
 from __future__ import annotations
@@ -12,15 +17,19 @@ import threading
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from memdock import hookspecs
-from memdock.backend import Backend
-from memdock.embedding import EmbedderSpec
 from memdock.errors import InvalidInput
 
+if TYPE_CHECKING:
+    from memdock.backend import Backend
+    from memdock.embedding import EmbedderSpec
+
 ENTRY_POINT_GROUP = "memdock"
+COMMANDS_GROUP = "memdock.commands"
 DISABLE_ENV = "MEMDOCK_DISABLE_PLUGINS"
 _lock = threading.Lock()
 _log = logging.getLogger(__name__)
@@ -37,34 +46,63 @@ class PluginInfo:
     hooks: tuple[str, ...]
 
 
+_loaded_groups: set[str] = set()
+
+
 @cache
-def plugin_manager() -> pluggy.PluginManager:
-    """The process-wide manager, built on first use (entry points are loaded then)."""
+def _manager() -> pluggy.PluginManager:
+    """The process-wide manager with its hook specs and blocked names, before any group is loaded."""
+    manager = pluggy.PluginManager("memdock")
+    manager.add_hookspecs(hookspecs)
+    for name in os.environ.get(DISABLE_ENV, "").split(","):
+        if name.strip():
+            manager.set_blocked(name.strip())
+    _loaded_groups.clear()
+    _versions.clear()
+    _failures.clear()
+    return manager
+
+
+def _loaded(*groups: str) -> pluggy.PluginManager:
+    """The manager with every entry point of `groups` registered (each group is loaded once)."""
     with _lock:
-        manager = pluggy.PluginManager("memdock")
-        manager.add_hookspecs(hookspecs)
-        for name in os.environ.get(DISABLE_ENV, "").split(","):
-            if name.strip():
-                manager.set_blocked(name.strip())
-        _versions.clear()
-        _failures.clear()
-        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-            if manager.is_blocked(entry_point.name) or manager.has_plugin(entry_point.name):
+        manager = _manager()
+        for group in groups:
+            if group in _loaded_groups:
                 continue
-            try:
-                manager.register(entry_point.load(), name=entry_point.name)
-            except Exception as exc:  # a broken plugin must not take the others down
-                _failures[entry_point.name] = f"{type(exc).__name__}: {exc}"
-                _log.warning("memdock plugin %r failed to load: %s", entry_point.name, exc)
-                continue
-            _versions[entry_point.name] = entry_point.dist.version if entry_point.dist else None
-        manager.check_pending()
+            _loaded_groups.add(group)
+            for entry_point in entry_points(group=group):
+                if manager.is_blocked(entry_point.name) or manager.has_plugin(entry_point.name):
+                    continue
+                try:
+                    manager.register(entry_point.load(), name=entry_point.name)
+                except Exception as exc:  # a broken plugin must not take the others down
+                    _failures[entry_point.name] = f"{type(exc).__name__}: {exc}"
+                    _log.warning("memdock plugin %r failed to load: %s", entry_point.name, exc)
+                    continue
+                _versions[entry_point.name] = entry_point.dist.version if entry_point.dist else None
+            manager.check_pending()
         return manager
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    """The manager with every plugin of both groups loaded."""
+    return _loaded(ENTRY_POINT_GROUP, COMMANDS_GROUP)
+
+
+def command_manager() -> pluggy.PluginManager:
+    """The manager with the CLI's command plugins loaded (and whatever else was loaded before)."""
+    return _loaded(COMMANDS_GROUP)
+
+
+def backend_manager() -> pluggy.PluginManager:
+    """The manager with the backend and embedder plugins loaded."""
+    return _loaded(ENTRY_POINT_GROUP)
 
 
 def reset() -> None:
     """Forget the manager and registries so the next call reloads plugins (tests, env changes)."""
-    plugin_manager.cache_clear()
+    _manager.cache_clear()
     backend_classes.cache_clear()
     embedder_specs.cache_clear()
 
@@ -92,6 +130,8 @@ def load_failures() -> dict[str, str]:
 def backend_classes() -> dict[str, type[Backend]]:
     """Registered backend classes by URL scheme. Each class's declaration is checked when it is registered
     (`Backend.check_declaration`); two backends claiming one scheme is an error."""
+    from memdock.backend import Backend
+
     classes: dict[str, type[Backend]] = {}
 
     def register(backend_class: type[Backend]) -> None:
@@ -106,7 +146,7 @@ def backend_classes() -> dict[str, type[Backend]]:
                                    field="backend")
             classes[scheme] = backend_class
 
-    plugin_manager().hook.register_backends(register=register)
+    backend_manager().hook.register_backends(register=register)
     return classes
 
 
@@ -118,5 +158,5 @@ def embedder_specs() -> dict[str, EmbedderSpec]:
     def register(spec: EmbedderSpec) -> None:
         specs[spec.name] = spec
 
-    plugin_manager().hook.register_embedders(register=register)
+    backend_manager().hook.register_embedders(register=register)
     return specs

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from memdock.cli import require_extra
-from memdock.dify_adapter.server.serve import add_arguments as serve_arguments
+from memdock.dify_adapter.server.options import add_arguments as serve_arguments
 from memdock.hookspecs import AddCommand, hookimpl
 
 

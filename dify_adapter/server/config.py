@@ -8,17 +8,10 @@ from dataclasses import dataclass, field
 
 from memdock.dify_adapter.auth import KeyRing
 from memdock.dify_adapter.external_knowledge import KnowledgeMap
+from memdock.dify_adapter.server.options import API_NAMES, DEFAULT_MAX_BODY_BYTES, DEFAULT_MOUNTS
 from memdock.errors import InvalidInput
 
-API_NAMES: tuple[str, ...] = ("native", "retrieval", "mem0-server", "mem0ai-api")
-DEFAULT_MOUNTS: dict[str, str | None] = {
-    "native": "/v1",
-    "retrieval": "",  # Dify appends /retrieval to the registered base URL: http://host:8765/retrieval
-    "mem0-server": "/mem0",
-    "mem0ai-api": "/mem0ai-api",
-}
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-
+__all__ = ["API_NAMES", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MOUNTS", "ServerConfig", "parse_mount"]
 
 @dataclass(frozen=True)
 class ServerConfig:

@@ -15,37 +15,11 @@ import sys
 from memdock.dify_adapter.auth import KeyRing
 from memdock.dify_adapter.external_knowledge import KnowledgeMap
 from memdock.dify_adapter.server.config import (
-    API_NAMES,
-    DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MOUNTS,
     ServerConfig,
     parse_mount,
 )
 from memdock.errors import InvalidInput
-from memdock.models import SCOPE_FIELDS
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``serve`` subcommand's options (``--url`` is the global one)."""
-    parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8765)")
-    parser.add_argument("--api-key", action="append", default=[], metavar="KEY",
-                        help="accept this key (repeatable; prefer MEMDOCK_API_KEYS or --keys-file)")
-    parser.add_argument("--keys-file", help="JSON list of keys, optionally limited to scopes and knowledge ids")
-    parser.add_argument("--knowledge-map", metavar="FILE",
-                        help='JSON {knowledge_id: {"scope": {...}, "filter": {...}}} for the External Knowledge API')
-    parser.add_argument("--knowledge-default", default="user_id", choices=[*SCOPE_FIELDS, "none"],
-                        help="scope id an unmapped knowledge_id names (default user_id; none = mapped ids only)")
-    parser.add_argument("--mount", action="append", default=[], metavar="API=PREFIX",
-                        help=f"move an API ({', '.join(API_NAMES)}) to PREFIX, or turn it off with API=off; "
-                        f"defaults: {', '.join(f'{k}={v or '/'}' for k, v in DEFAULT_MOUNTS.items())}")
-    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    parser.add_argument("--allow-reset", action="store_true",
-                        help="enable the mem0 routes that delete every memory of every scope")
-    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
 
 def is_loopback(host: str) -> bool:

@@ -19,7 +19,8 @@ from fastapi.testclient import TestClient
 
 from memdock.dify_adapter.server.app import create_app
 from memdock.dify_adapter.server.config import ServerConfig
-from memdock.dify_adapter.server.serve import add_arguments, build_config
+from memdock.dify_adapter.server.options import add_arguments
+from memdock.dify_adapter.server.serve import build_config
 from memdock.memory import Memory
 
 SERVER_LOGGER = "memdock"
