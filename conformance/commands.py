@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from memdock.cli import require_extra
+from memdock.extras import require_extra
 from memdock.hookspecs import AddCommand, hookimpl
 
 

@@ -11,13 +11,12 @@ Errors print one line (``memdock: error: ...``) and exit non-zero: 2 for bad inp
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from memdock.errors import InvalidInput, MemdockError, Unsupported
+from memdock.errors import InvalidInput, MemdockError
 from memdock.hookspecs import CommandHandler
 from memdock.plugins import backend_classes, command_manager, embedder_specs, list_plugins, load_failures
 
@@ -41,18 +40,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemdockError as exc:
         print(f"memdock: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-
-
-def require_extra(extra: str, command: str, *modules: str) -> None:
-    """Import `modules` (the third-party ones `command` needs); when one is not installed, raise
-    `Unsupported` naming it and ``pip install 'memdock[EXTRA]'``, which `main` prints as one line."""
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            missing = exc.name or module
-            raise Unsupported(f"{command} needs {missing}, which is not installed: "
-                              f"pip install 'memdock[{extra}]'") from None
 
 
 def _add_global_options(parser: argparse.ArgumentParser, *, default: Any) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from memdock.cli import require_extra
 from memdock.dify_adapter.server.options import add_arguments as serve_arguments
+from memdock.extras import require_extra
 from memdock.hookspecs import AddCommand, hookimpl
 
 

@@ -29,6 +29,7 @@ from memdock.backends.mem0.transport import NotFoundAnswer, Transport
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
 from memdock.errors import InvalidInput, MemdockError, MemoryNotFound, Unsupported
+from memdock.extras import require_extra
 from memdock.filters import Filter, evaluate
 from memdock.formats.mem0 import NO_ROLE_MARKER, history_entry_to_event, item_score, item_to_record
 from memdock.hookspecs import hookimpl
@@ -85,6 +86,7 @@ class Mem0Backend(Backend):
             return os.environ.get(KEY_ENV) or None
 
     def __init__(self, settings: Mem0Backend.Settings, embedder: Embedder | None) -> None:
+        require_extra("mem0", "the mem0 backend", "httpx")
         key = settings.key()
         headers: dict[str, str] = {}
         if key:

@@ -20,6 +20,7 @@ from memdock.backend import Backend, BackendSettings, BackendURL
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
 from memdock.errors import InvalidInput
+from memdock.extras import require_extra
 from memdock.filters import Filter
 from memdock.hookspecs import hookimpl
 from memdock.models import HistoryEvent, MemoryRecord, Page, Scope, SearchHit
@@ -116,6 +117,7 @@ class PgvectorBackend(Backend):
     def __init__(self, settings: PgvectorBackend.Settings, embedder: Embedder | None) -> None:
         if embedder is None:
             raise InvalidInput("the pgvector backend needs an embedder", field="embedder")
+        require_extra("pgvector", "the pgvector backend", "psycopg", "psycopg_pool", "pgvector")
         from memdock.backends.pgvector.store import PgvectorStore
 
         self._store: PgvectorStore = PgvectorStore(settings, embedder, now=lambda: self.now())

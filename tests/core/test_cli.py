@@ -190,6 +190,9 @@ def test_import_memdock_loads_neither_the_cli_nor_an_adapter_or_plugin() -> None
         ("fastapi", ["openapi"], "memdock openapi", "server"),
         ("yaml", ["dify", "package", "-o", "OUT/memdock.difypkg"], "memdock dify package", "dify"),
         ("hypothesis", ["conformance", "memory://"], "memdock conformance", "conformance"),
+        ("psycopg", ["--url", "pgvector://u@127.0.0.1:9/db?embedder=hash", "count", "--user-id", "u"],
+         "the pgvector backend", "pgvector"),
+        ("httpx", ["--url", "mem0+http://127.0.0.1:9", "count", "--user-id", "u"], "the mem0 backend", "mem0"),
     ],
 )
 def test_a_missing_extra_is_one_line_naming_it(
