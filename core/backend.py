@@ -73,6 +73,9 @@ def redact(url: str) -> str:
     """The URL with its password and every secret query parameter's value replaced by ``***`` (safe to
     log). The one redaction rule for every URL memdock prints."""
     parts = urlsplit(url)
+    secret_query = any(name in SECRET_PARAMETERS for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    if parts.password is None and not secret_query:
+        return url  # unchanged, to the letter (``memory://`` would come back from urlsplit as ``memory:``)
     if parts.password is not None:
         parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
     if parts.query:

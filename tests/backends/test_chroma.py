@@ -1,4 +1,5 @@
-"""The Chroma backend against real Chroma: embedded (chroma:///path) and a `chroma run` server."""
+"""The Chroma backend against real Chroma: embedded (chroma:///path) and a `chroma run` server, including
+the whole conformance kit once on each."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 import memdock
 from memdock import BackendUnavailable, EmbedderMismatch, InvalidFilter, InvalidInput, Memory, MemoryNotFound
+from memdock.conformance import Status, run
 from memdock.embedders.hashing import HashEmbedder
 from tests.helpers.chroma_server import chroma_server
 from tests.helpers.local_process import free_port
@@ -35,14 +37,20 @@ FILTERS: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture(params=["embedded", "server"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, uniquely named collection in embedded Chroma or on the shared `chroma run` server."""
+def collection_url(kind: str, folder: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh, uniquely named collection in embedded Chroma (in `folder`) or on the shared `chroma run`
+    server."""
     collection = f"t_{uuid.uuid4().hex[:12]}"
-    if request.param == "embedded":
-        return f"chroma://{tmp_path / 'chroma'}?collection={collection}&embedder=hash"
+    if kind == "embedded":
+        return f"chroma://{folder / 'chroma'}?collection={collection}&embedder=hash"
     base: str = request.getfixturevalue("chroma_http_url")
     return f"{base}?collection={collection}&embedder=hash"
+
+
+@pytest.fixture(params=["embedded", "server"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh collection for one test."""
+    return collection_url(request.param, tmp_path, request)
 
 
 @pytest.fixture
@@ -57,16 +65,37 @@ def _load(memory: Memory) -> None:
     memory.add("green tea in the morning", user_id="u2", metadata={"kind": "drink", "rating": 5})
 
 
+@pytest.fixture(scope="module")
+def reference() -> Iterator[Memory]:
+    """The dataset in the reference backend (read only)."""
+    with memdock.open("memory://", embedder=HashEmbedder()) as opened:
+        _load(opened)
+        yield opened
+
+
+@pytest.fixture(scope="module", params=["embedded", "server"])
+def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Memory]:
+    """The dataset in one collection per kind, shared by the read-only filter tests."""
+    with memdock.open(collection_url(request.param, tmp_path_factory.mktemp("filters"), request)) as opened:
+        _load(opened)
+        yield opened
+
+
 @pytest.mark.parametrize("flt", FILTERS, ids=[str(f) for f in FILTERS])
-def test_filters_match_the_reference_backend(memory: Memory, flt: dict[str, Any]) -> None:
-    reference = memdock.open("memory://", embedder=HashEmbedder())
-    _load(memory)
-    _load(reference)
+def test_filters_match_the_reference_backend(loaded: Memory, reference: Memory, flt: dict[str, Any]) -> None:
     expected = sorted(r.text for r in reference.list(user_id="u1", filter=flt).items)
-    assert sorted(r.text for r in memory.list(user_id="u1", filter=flt).items) == expected
-    assert memory.count(user_id="u1", filter=flt) == len(expected)
-    hits = memory.search("green tea", user_id="u1", filter=flt, limit=50)
+    assert sorted(r.text for r in loaded.list(user_id="u1", filter=flt).items) == expected
+    assert loaded.count(user_id="u1", filter=flt) == len(expected)
+    hits = loaded.search("green tea", user_id="u1", filter=flt, limit=50)
     assert sorted(h.record.text for h in hits) == expected
+
+
+def test_the_conformance_kit_passes_at_full(url: str) -> None:
+    """The whole kit, in process, once per way of reaching Chroma."""
+    report = run(url)
+    failed = [(r.group, r.check, r.detail) for r in report.results if r.status is not Status.PASS]
+    assert failed == []
+    assert len(report.results) >= 60 and report.level == "FULL"
 
 
 def test_ordering_filter_on_a_stored_string_raises_like_the_reference(memory: Memory) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from memdock import Capability
 from memdock.backends.reference import CAPABILITIES, ReferenceBackend, _Store
+from memdock.cli import main
 from memdock.conformance import Status, all_checks, run
 from memdock.embedding import Embedder
 from memdock.filters import And, Comparison, Filter, Not, Or
@@ -27,25 +28,24 @@ def conformance_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([exe, "conformance", *args], capture_output=True, text=True, timeout=600, check=False)
 
 
-def _assert_clean(result: subprocess.CompletedProcess[str], level: str) -> None:
+def test_the_reference_backend_passes_the_whole_kit() -> None:
+    """The whole kit, in process, on memory:// (the CLI and pytest front ends are tested with one group)."""
+    report = run("memory://")
+    assert [(r.check, r.detail) for r in report.results if r.status is Status.FAIL] == []
+    not_applicable = {r.group for r in report.results if r.status is Status.NA}
+    assert not_applicable == {"persistence"} and report.level == "BASE"
+    assert len({(r.group, r.check) for r in report.results}) == len(all_checks()) >= 60
+
+
+def test_the_cli_runs_the_groups_it_is_given_and_prints_json() -> None:
+    result = conformance_cli("memory://", "--group", "scope", "--group", "persistence", "--json")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     report = json.loads(result.stdout)
-    statuses = [r["status"] for r in report["results"]]
-    assert "FAIL" not in statuses
-    assert len({(r["group"], r["check"]) for r in report["results"]}) >= 60
-    assert report["level"] == level
-
-
-def test_reference_backend_passes_through_the_cli() -> None:
-    _assert_clean(conformance_cli("memory://", "--json"), "BASE")  # persistence is N/A for memory://
-
-
-def test_embedded_chroma_passes_through_the_cli(tmp_path: Path) -> None:
-    _assert_clean(conformance_cli(f"chroma://{tmp_path / 'kit'}", "--json"), "FULL")
-
-
-def test_chroma_server_passes_through_the_cli(chroma_http_url: str) -> None:
-    _assert_clean(conformance_cli(chroma_http_url, "--json"), "FULL")
+    expected = [(c.group, c.name) for c in all_checks() if c.group in ("scope", "persistence")]
+    assert [(r["group"], r["check"]) for r in report["results"]] == expected
+    assert {r["status"] for r in report["results"] if r["group"] == "scope"} == {"PASS"}
+    assert {r["status"] for r in report["results"] if r["group"] == "persistence"} == {"N/A"}
+    assert report["url"].startswith("memory:") and report["level"] == "BASE"
 
 
 def test_table_output_and_unknown_group() -> None:
@@ -151,6 +151,16 @@ def test_broken_backends_are_caught(broken_schemes: None, scheme: str) -> None:
     failed = {f"{r.group}/{r.check}" for r in report.results if r.status is Status.FAIL}
     assert expected_failure in failed, [(r.check, r.status, r.detail) for r in report.results]
     assert report.failed and report.level == "PARTIAL"
+
+
+def test_the_cli_exits_1_and_names_the_check_when_a_backend_fails(
+    broken_schemes: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The exit status CI relies on (in process: the broken schemes exist only in this process)."""
+    assert main(["conformance", "broken-scope://", "--group", "scope"]) == 1
+    table = capsys.readouterr().out
+    assert "search_never_returns_another_users_memory" in table and "FAIL" in table and "level: PARTIAL" in table
+    assert main(["conformance", "memory://", "--group", "scope"]) == 0
 
 
 def test_random_filter_property_catches_a_backend_that_drops_ne(broken_schemes: None) -> None:

@@ -1,4 +1,5 @@
-"""The pytest front end of the kit: --pyargs with --memdock-url, and the third-party base class."""
+"""The pytest front end of the kit: --pyargs with --memdock-url, and the third-party base class. Each run
+selects a few groups on memory:// (the whole kit runs in process, once per backend, elsewhere)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+from memdock.conformance import all_checks
 
 
 def pytest_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -17,20 +20,26 @@ def counts(output: str) -> dict[str, int]:
     return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|error)", output)}
 
 
+def checks_in(*groups: str) -> int:
+    return sum(1 for c in all_checks() if c.group in groups)
+
+
 def test_pyargs_runs_the_kit_against_the_reference_backend(tmp_path: Path) -> None:
-    result = pytest_run("--pyargs", "memdock.conformance", "--memdock-url", "memory://", cwd=tmp_path)
+    result = pytest_run("--pyargs", "memdock.conformance", "--memdock-url", "memory://", "-k",
+                        "scope__ or persistence__ or overridden", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
     found = counts(result.stdout)
-    assert found["passed"] >= 60 and found.get("failed", 0) == 0
-    assert found["skipped"] == 2 and "capability persistence not declared" in result.stdout
+    assert found["passed"] == checks_in("scope") + 1 and "failed" not in found  # + the meta-test
+    assert found["skipped"] == checks_in("persistence") == 2 and "capability persistence not declared" in result.stdout
 
 
-def test_pyargs_runs_the_kit_against_embedded_chroma(tmp_path: Path) -> None:
-    url = f"chroma://{tmp_path / 'kit'}"
-    result = pytest_run("--pyargs", "memdock.conformance", "--memdock-url", url, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:]
-    found = counts(result.stdout)
-    assert found["passed"] >= 60 and "skipped" not in found and "failed" not in found
+def test_pyargs_checks_the_url_it_is_given(tmp_path: Path) -> None:
+    """--memdock-url reaches every check: a URL of an unknown scheme fails them, naming the scheme."""
+    result = pytest_run("--pyargs", "memdock.conformance", "--memdock-url", "nosuch-scheme://kit", "-k", "scope__",
+                        cwd=tmp_path)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert counts(result.stdout) == {"failed": checks_in("scope")}
+    assert "nosuch-scheme" in result.stdout
 
 
 THIRD_PARTY = '''
@@ -58,7 +67,8 @@ def test_overriding_a_check_without_a_reason_fails_the_meta_test(tmp_path: Path)
 
 def test_overriding_a_check_with_a_declared_gap_is_reported_as_a_skip(tmp_path: Path) -> None:
     (tmp_path / "test_mine.py").write_text(THIRD_PARTY.format(override='@declared_gap("ranking is approximate")'))
-    result = pytest_run("test_mine.py", cwd=tmp_path)
+    result = pytest_run("test_mine.py", "-k", "search__ or overridden", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:]
     assert "declared gap: ranking is approximate" in result.stdout
-    assert counts(result.stdout)["passed"] >= 60
+    # every search check but the overridden one, plus the meta-test, pass
+    assert counts(result.stdout) == {"passed": checks_in("search"), "skipped": 1}

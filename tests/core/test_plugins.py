@@ -120,9 +120,8 @@ def installed_plugins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
     )
     isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
     try:
-        for package in (toy, broken):
-            result = pip("install", "--no-deps", *isolation, str(package))
-            assert result.returncode == 0, result.stdout + result.stderr
+        result = pip("install", "--no-deps", *isolation, str(toy), str(broken))
+        assert result.returncode == 0, result.stdout + result.stderr
         yield
     finally:
         result = pip("uninstall", "-y", TOY_DIST, BROKEN_DIST)

@@ -19,6 +19,8 @@ import pytest
 
 from tests.helpers.paths import REPO
 
+pytestmark = pytest.mark.slow  # builds a wheel
+
 IGNORED = shutil.ignore_patterns(
     ".git", "build", "dist", "*.egg-info", "__pycache__", ".venv*", ".nox", ".mypy_cache", ".ruff_cache",
     ".pytest_cache", ".hypothesis", "*.difypkg",
