@@ -2,8 +2,9 @@
 its version, can be disabled by name, and opens through a URL; a plugin whose import fails is reported
 and does not take the other backends down.
 
-The throwaway packages are really pip-installed into the running interpreter's environment (and
-uninstalled afterwards); every check runs in a fresh subprocess so entry points are read anew.
+The throwaway packages are really pip-installed, into a folder of their own that only the checks'
+subprocesses put on their path (so tests running beside them never see them); every check runs in a
+fresh subprocess so entry points are read anew.
 """
 
 from __future__ import annotations
@@ -119,17 +120,24 @@ def installed_plugins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
         root / "broken", BROKEN_DIST, BROKEN_VERSION, BROKEN_MODULE_NAME, "broken", BROKEN_MODULE
     )
     isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    site = root / "site"
+    result = pip("install", "--no-deps", "--target", str(site), *isolation, str(toy), str(broken))
+    assert result.returncode == 0, result.stdout + result.stderr
+    _plugin_site.append(str(site))
     try:
-        result = pip("install", "--no-deps", *isolation, str(toy), str(broken))
-        assert result.returncode == 0, result.stdout + result.stderr
         yield
     finally:
-        result = pip("uninstall", "-y", TOY_DIST, BROKEN_DIST)
-        assert result.returncode == 0, result.stdout + result.stderr
+        _plugin_site.remove(str(site))
+
+
+_plugin_site: list[str] = []
+"""Where `installed_plugins` put the throwaway distributions while its tests run."""
 
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MEMDOCK_DISABLE_PLUGINS", "MEMDOCK_URL")}
+    if _plugin_site:
+        env["PYTHONPATH"] = os.pathsep.join([*_plugin_site, *filter(None, [env.get("PYTHONPATH")])])
     env.update(extra)
     return env
 
