@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -13,9 +15,11 @@ PYTHON = "3.12"
 def tests(session: nox.Session) -> None:
     """The whole test suite against real servers the tests start and stop (`chroma run`, PostgreSQL with
     pgvector, `memdock serve`). The Dify plugin's tests run in a second pytest process: `import dify_plugin`
-    patches the whole process with gevent."""
+    patches the whole process with gevent. The first process spreads its tests over up to 4 workers
+    (pytest-xdist; each worker starts its own servers); ``nox -s tests -- -n 0`` runs them in one."""
     session.install(".[test]")
-    session.run("pytest", *session.posargs)
+    workers = str(min(4, os.cpu_count() or 1))
+    session.run("pytest", "-n", workers, "--dist", "worksteal", *session.posargs)
     session.run("pytest", "tests/dify_adapter/plugin_sdk", *session.posargs)
 
 
