@@ -167,16 +167,22 @@ def send_requests_holding_secrets(client: httpx.Client) -> None:
     assert odd.headers["x-request-id"] != "bad id with spaces"
 
 
-def test_access_log_has_ids_paths_and_labels_but_no_secrets_or_text(tmp_path: Path) -> None:
-    with memdock_client(fresh_backend_url("memory", tmp_path, "logs"), "--api-key", KEY) as client:
-        send_requests_holding_secrets(client)
-        log = client.server_log()
+def assert_access_log_names_requests_but_no_secrets(log: str) -> None:
+    """The JSON access lines of `send_requests_holding_secrets` name each request (id, method, path,
+    status, time, key label) and nothing in `log` holds a key or a memory's text."""
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert {"request_id", "method", "path", "status", "ms", "key"} <= set(lines[0])
     assert any(entry["request_id"] == "trace-abc-123" and entry["key"] == "key-1" for entry in lines)
     assert any(entry["status"] == 401 for entry in lines)
     for forbidden in FORBIDDEN_IN_LOGS:
         assert forbidden not in log, forbidden
+
+
+def test_access_log_has_ids_paths_and_labels_but_no_secrets_or_text(tmp_path: Path) -> None:
+    with memdock_client(fresh_backend_url("memory", tmp_path, "logs"), "--api-key", KEY) as client:
+        send_requests_holding_secrets(client)
+        log = client.server_log()
+    assert_access_log_names_requests_but_no_secrets(log)
 
 
 def test_the_serve_process_prints_its_start_up_line_and_access_log_but_no_secrets() -> None:
@@ -189,12 +195,7 @@ def test_the_serve_process_prints_its_start_up_line_and_access_log_but_no_secret
         log = server_log(base)
     [started] = [line for line in log.splitlines() if line.startswith("memdock serving ")]
     assert started.endswith(f" on {base} (1 API key(s))"), started
-    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
-    assert {"request_id", "method", "path", "status", "ms", "key"} <= set(lines[0])
-    assert any(entry["request_id"] == "trace-abc-123" and entry["key"] == "key-1" for entry in lines)
-    assert any(entry["status"] == 401 for entry in lines)
-    for forbidden in FORBIDDEN_IN_LOGS:
-        assert forbidden not in log, forbidden
+    assert_access_log_names_requests_but_no_secrets(log)
 
 
 def test_bodies_over_the_limit_get_413_and_store_nothing(tmp_path: Path) -> None:
