@@ -147,6 +147,11 @@ class Backend(ABC):
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("secret_param"):
             SECRET_PARAMETERS.add(cls.__dict__["secret_param"])
+        settings = cls.__dict__.get("Settings")
+        if (isinstance(settings, type) and issubclass(settings, BackendSettings)
+                and settings is not BackendSettings and "title" not in settings.model_config):
+            # its schema (built on first use) is titled after the backend, not "Settings"
+            settings.model_config = {**settings.model_config, "title": f"{cls.__name__}.Settings"}
 
     @abstractmethod
     def __init__(self, settings: Any, embedder: Embedder | None) -> None:

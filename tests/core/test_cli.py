@@ -228,3 +228,14 @@ def test_dify_package_needs_only_the_dify_extra(tmp_path: Path) -> None:
     with zipfile.ZipFile(output) as archive:
         assert {"memdock/conformance/checks/filter_properties.py", "memdock/dify_adapter/server/app.py",
                 "memdock/dify_adapter/commands.py", "manifest.yaml"} <= set(archive.namelist())
+
+
+@pytest.mark.parametrize(("backend", "title"), [("chroma", "ChromaBackend.Settings"),
+                                                ("pgvector", "PgvectorBackend.Settings"),
+                                                ("reference", "ReferenceBackend.Settings")])
+def test_a_backends_settings_schema_is_named_after_it_and_refuses_unknown_parameters(
+    backend: str, title: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["backends", "--schema", backend]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == title and schema["additionalProperties"] is False
