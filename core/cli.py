@@ -1,7 +1,8 @@
 """The ``memdock`` command line. Thin: every command is one `Memory` call plus formatting.
 
-The core commands are defined here; installed plugins add theirs through the ``register_commands`` hook
-(`memdock.hookspecs`), so building the parser loads plugins but none of their heavy dependencies. Every
+The core commands are defined here; plugins in the ``memdock.commands`` entry-point group add theirs
+through the ``register_commands`` hook (`memdock.hookspecs`), so building the parser loads those light
+modules only, no backend and no driver. Every
 command also accepts the global options after its name: ``memdock COMMAND --url URL`` is
 ``memdock --url URL COMMAND``, and when both are given the one typed last wins.
 

@@ -16,7 +16,7 @@ import os
 import threading
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoints, entry_points
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -63,6 +63,12 @@ def _manager() -> pluggy.PluginManager:
     return manager
 
 
+@cache
+def _installed_entry_points() -> EntryPoints:
+    """Every installed entry point, read once per process (both groups select from it)."""
+    return entry_points()
+
+
 def _loaded(*groups: str) -> pluggy.PluginManager:
     """The manager with every entry point of `groups` registered (each group is loaded once)."""
     with _lock:
@@ -71,7 +77,7 @@ def _loaded(*groups: str) -> pluggy.PluginManager:
             if group in _loaded_groups:
                 continue
             _loaded_groups.add(group)
-            for entry_point in entry_points(group=group):
+            for entry_point in _installed_entry_points().select(group=group):
                 if manager.is_blocked(entry_point.name) or manager.has_plugin(entry_point.name):
                     continue
                 try:
@@ -103,6 +109,7 @@ def backend_manager() -> pluggy.PluginManager:
 def reset() -> None:
     """Forget the manager and registries so the next call reloads plugins (tests, env changes)."""
     _manager.cache_clear()
+    _installed_entry_points.cache_clear()
     backend_classes.cache_clear()
     embedder_specs.cache_clear()
 

@@ -1,6 +1,6 @@
 """Contract of the ``platform`` dialect (mem0's hosted API, which nobody can run here): every request the
 backend sends is pinned (method, path, query, headers, body) against a loopback stand-in answering with the
-documented response shapes (shared/reference/mem0.md), and those answers are parsed into memdock records."""
+response shapes mem0 documents for its platform API, and those answers are parsed into memdock records."""
 
 from __future__ import annotations
 
