@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from memdock.conformance.context import CheckContext, fresh_url
-    from memdock.conformance.registry import Check, all_checks, check
+    from memdock.conformance.registry import Check, NotApplicable, all_checks, check
     from memdock.conformance.runner import Report, Result, Status, run
 
 _LAZY = {
     **dict.fromkeys(("CheckContext", "fresh_url"), "memdock.conformance.context"),
-    **dict.fromkeys(("Check", "all_checks", "check"), "memdock.conformance.registry"),
+    **dict.fromkeys(("Check", "NotApplicable", "all_checks", "check"), "memdock.conformance.registry"),
     **dict.fromkeys(("Report", "Result", "Status", "run"), "memdock.conformance.runner"),
 }
 """Re-exported name -> the module that defines it."""
@@ -31,4 +31,6 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["Check", "CheckContext", "Report", "Result", "Status", "all_checks", "check", "fresh_url", "run"]
+__all__ = [
+    "Check", "CheckContext", "NotApplicable", "Report", "Result", "Status", "all_checks", "check", "fresh_url", "run",
+]

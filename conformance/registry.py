@@ -23,6 +23,11 @@ class Check:
     doc: str
 
 
+class NotApplicable(Exception):
+    """Raised by a check that finds, while running, that it cannot apply to this backend (the message
+    says why); the runner reports N/A with that reason."""
+
+
 _checks: dict[tuple[str, str], Check] = {}
 
 

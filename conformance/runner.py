@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from memdock.backend import redact
 from memdock.conformance.context import CheckContext
-from memdock.conformance.registry import Check, all_checks
+from memdock.conformance.registry import Check, NotApplicable, all_checks
 from memdock.errors import InvalidInput
 
 BASE_GROUPS = frozenset({"crud", "dedup", "scope", "search", "pagination", "bad_input", "timestamps", "payloads"})
@@ -50,11 +50,13 @@ class Report:
 
     @property
     def level(self) -> str:
-        """FULL: no FAIL, no N/A. BASE: every base-group check passes. PARTIAL: anything less."""
+        """FULL: no FAIL, no N/A. BASE: no base-group check fails (one that cannot apply to this backend
+        is N/A, with its reason) and at least one passes. PARTIAL: anything less."""
         if not self.failed and all(r.status is Status.PASS for r in self.results):
             return "FULL"
         base = [r for r in self.results if r.group in BASE_GROUPS]
-        return "BASE" if base and all(r.status is Status.PASS for r in base) else "PARTIAL"
+        passing = any(r.status is Status.PASS for r in base)
+        return "BASE" if passing and all(r.status is not Status.FAIL for r in base) else "PARTIAL"
 
 
 def run_check(item: Check, base_url: str) -> Result:
@@ -66,6 +68,8 @@ def run_check(item: Check, base_url: str) -> Result:
             return Result(item.group, item.name, Status.NA, f"capability {item.requires.value} not declared", 0.0)
         item.function(context)
         status, detail = Status.PASS, ""
+    except NotApplicable as exc:
+        status, detail = Status.NA, str(exc)
     except AssertionError as exc:
         status, detail = Status.FAIL, str(exc) or "assertion failed"
     except Exception as exc:  # a check that crashes is a failure of the backend under test

@@ -241,6 +241,13 @@ class Backend(ABC):
         """Events of one memory, oldest first. Backends without `HISTORY` return an empty list."""
         return []
 
+    def server_embedder(self) -> str | None:
+        """For a backend that declares `SERVER_SIDE_EMBEDDING`: the name of the memdock embedder (as in
+        ``embedder=``) its service embeds with, when the service says so; None when unknown (the
+        default). Clients can then compute vectors comparable to the stored ones (the conformance kit
+        checks scores exactly; migration reuses vectors)."""
+        return None
+
     def reset(self) -> None:
         """Delete every record and every history event of every scope in this namespace. Optional:
         the default raises `Unsupported`."""

@@ -1,4 +1,7 @@
-"""Similarity scores: every backend reports cosine similarity mapped onto [0, 1], higher = more similar."""
+"""Similarity scores: every backend reports the cosine similarity of the stored and query vectors,
+clamped to [0, 1] (mem0's convention): 1 = same direction, 0 = unrelated or opposite. A threshold of 0.5
+therefore means "clearly related". (memdock before 0.2 reported (1 + cosine) / 2, which put unrelated
+texts near 0.5.)"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from memdock.models import MemoryRecord, SearchHit
 
 
 def cosine_to_score(cosine: float) -> float:
-    """Map a cosine similarity in [-1, 1] to a score in [0, 1] (1 = same direction)."""
-    return min(1.0, max(0.0, (1.0 + cosine) / 2.0))
+    """The score of a cosine similarity in [-1, 1]: the cosine clamped to [0, 1] (negative -> 0)."""
+    return min(1.0, max(0.0, cosine))
 
 
 def cosine_distance_to_score(distance: float) -> float:

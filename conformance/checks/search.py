@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from memdock.conformance.context import CheckContext
-from memdock.conformance.registry import check
+from memdock.conformance.registry import NotApplicable, check
+from memdock.embedding import Embedder
+from memdock.urls import make_embedder
 
 TEXTS = ["green tea in the morning", "a red hatchback car", "chess on Sunday afternoons", "black coffee"]
 
@@ -26,7 +30,7 @@ def check_exact_text_ranks_first(ctx: CheckContext) -> None:
 
 @check("search")
 def check_scores_are_similarities_in_unit_range(ctx: CheckContext) -> None:
-    """Scores lie in [0, 1], descend along the list, and an exact match scores above 0.9.
+    """Scores lie in [0, 1], descend along the list, and the exact match comes first, scoring above 0.9.
 
     Troubleshooting: convert distances with `memdock.scoring` (higher must mean more similar).
     """
@@ -35,7 +39,43 @@ def check_scores_are_similarities_in_unit_range(ctx: CheckContext) -> None:
     scores = [h.score for h in hits]
     assert all(0.0 <= s <= 1.0 for s in scores), scores
     assert scores == sorted(scores, reverse=True), scores
+    assert hits[0].record.text == TEXTS[0], [h.record.text for h in hits]
     assert scores[0] > 0.9 and scores[0] > scores[-1], scores
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    norms = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return 0.0 if norms == 0 else sum(x * y for x, y in zip(a, b, strict=True)) / norms
+
+
+def _query_embedder(ctx: CheckContext) -> Embedder:
+    if ctx.memory.embedder is not None:
+        return ctx.memory.embedder
+    name = ctx.memory.backend.server_embedder()
+    if name is None:
+        raise NotApplicable("the backend embeds server-side and does not say with which memdock embedder, "
+                            "so the stored vectors cannot be recomputed")
+    return make_embedder(name)
+
+
+@check("search")
+def check_score_is_the_clamped_cosine(ctx: CheckContext) -> None:
+    """Every hit's score is the cosine similarity of its vector and the query's, clamped to [0, 1], within 1e-4.
+
+    Troubleshooting: report `memdock.scoring.cosine_to_score(cosine)` (or `cosine_distance_to_score`
+    for a distance); not (1 + cosine) / 2, not a rank, not a blend with keyword scores.
+    """
+    embedder = _query_embedder(ctx)
+    _load(ctx)
+    query = "green tea and black coffee in the morning"
+    hits = ctx.memory.search(query, user_id=ctx.user, limit=10, threshold=0.0)
+    assert sorted(h.record.text for h in hits) == sorted(TEXTS), hits
+    vectors = embedder.embed([query, *(h.record.text for h in hits)])
+    expected = [min(1.0, max(0.0, _cosine(vectors[0], v))) for v in vectors[1:]]
+    assert any(0.05 < e < 0.95 for e in expected), f"no hit with a telling cosine: {expected}"
+    got = [h.score for h in hits]
+    assert all(abs(g - e) <= 1e-4 for g, e in zip(got, expected, strict=True)), \
+        f"scores {got} are not the clamped cosines {expected}"
 
 
 @check("search")

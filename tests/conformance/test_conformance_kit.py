@@ -82,6 +82,15 @@ class DistanceScores(ReferenceBackend):
         return [SearchHit(record=h.record, score=1.0 - h.score) for h in reversed(hits)]
 
 
+class HalfCosineScores(ReferenceBackend):
+    """Reports (1 + cosine) / 2, memdock's score before 0.2: in [0, 1] and well ordered, but wrong."""
+
+    def search(self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None,
+               limit: int) -> list[SearchHit]:
+        hits = super().search(vector, text, scope, where, limit)
+        return [SearchHit(record=h.record, score=(1.0 + h.score) / 2) for h in hits]
+
+
 def _drop_ne(expr: Filter | None) -> Filter | None:
     if isinstance(expr, Comparison) and expr.op == "ne":
         return And(())
@@ -123,6 +132,7 @@ class ForgetsOnReopen(ReferenceBackend):
 BROKEN: dict[str, tuple[type[ReferenceBackend], str]] = {
     "broken-scope": (ScopeLeakingSearch, "scope/search_never_returns_another_users_memory"),
     "broken-scores": (DistanceScores, "search/scores_are_similarities_in_unit_range"),
+    "broken-half-cosine": (HalfCosineScores, "search/score_is_the_clamped_cosine"),
     "broken-ne": (DropsNeFilters, "filters/ne_matches_missing_fields"),
     "broken-race": (LosesConcurrentWrites, "concurrency/parallel_adds_are_all_kept"),
     "broken-reopen": (ForgetsOnReopen, "persistence/reopen_keeps_memories_metadata_and_search"),
