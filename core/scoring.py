@@ -1,6 +1,6 @@
 """Similarity scores: every backend reports the cosine similarity of the stored and query vectors,
 clamped to [0, 1] (mem0's convention): 1 = same direction, 0 = unrelated or opposite. A threshold of 0.5
-therefore means "clearly related". (memdock before 0.2 reported (1 + cosine) / 2, which put unrelated
+therefore means "clearly related". (memdock 0.1 reported (1 + cosine) / 2, which put unrelated
 texts near 0.5.)"""
 
 from __future__ import annotations
