@@ -1,11 +1,18 @@
 """Dify's External Knowledge API without a web framework, shared by ``memdock serve`` and the Dify
 plugin's endpoint: parse the request, check the Bearer key (read by `memdock.dify_adapter.auth`, as for
 every API), map ``knowledge_id`` to a scope, translate ``metadata_condition`` into a core `Filter`
-(`memdock.formats.dify`), search, and shape the answer.
+(`memdock.formats.dify`: Dify's own knowledge-base semantics), search, and shape the answer.
+
+The answers are made for Dify's client (api 1.10.1 and later raise ``ValueError(response.text)`` on ANY
+non-200; earlier versions read a non-200 as "no records"): a permitted knowledge id with no memories, a
+new user's for instance, answers 200 ``{"records": []}``; nulls Dify's models allow (``top_k``,
+``score_threshold``, ``metadata_condition``, ``logical_operator``, ``conditions``) take Dify's defaults;
+a condition on a value of another kind simply does not match.
 
 Errors are `RetrievalError` carrying Dify's ``error_code`` and the HTTP status to answer with:
-1001 malformed Authorization header (403), 1002 authorization failed (403), 2001 unknown knowledge id
-(404); memdock adds 400 for a malformed body and 503 when the backend is unavailable.
+1001 malformed Authorization header (403), 1002 authorization failed (403), 2001 a knowledge id the
+knowledge map or the key does not allow (404); memdock adds 400 for a malformed body (the registration
+check's empty body included) and 503 when the backend is unavailable.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from memdock.dify_adapter.auth import (
     EXTERNAL_KNOWLEDGE_FORMS,
@@ -28,7 +35,7 @@ from memdock.dify_adapter.auth import (
 )
 from memdock.errors import AuthenticationFailed, BackendUnavailable, InvalidInput, Unsupported
 from memdock.filters import And, Filter, coerce_filter
-from memdock.formats.dify import MetadataCondition, metadata_condition_to_filter
+from memdock.formats.dify import DifyFilter, MetadataCondition, translate_metadata_condition
 from memdock.memory import Memory
 from memdock.models import SCOPE_FIELDS, Scope, SearchHit
 from memdock.validation import MAX_LIMIT, make_scope
@@ -39,6 +46,8 @@ UNKNOWN_KNOWLEDGE = 2001
 BAD_REQUEST = 400
 UNAVAILABLE = 503
 TITLE_CHARS = 60
+DEFAULT_TOP_K = 4
+"""Dify's own default ``top_k`` (its default retrieval model), for a request that sends ``top_k: null``."""
 
 
 class RetrievalError(Exception):
@@ -59,23 +68,39 @@ class RetrievalError(Exception):
 
 
 class RetrievalSetting(BaseModel):
-    """``top_k`` results at most, none scoring below ``score_threshold`` (0 = no threshold)."""
+    """``top_k`` results at most (null or absent: `DEFAULT_TOP_K`), none scoring below ``score_threshold``
+    (null, absent or 0: no threshold)."""
 
     model_config = ConfigDict(extra="ignore")
 
-    top_k: int = Field(ge=1, le=MAX_LIMIT)
+    top_k: int = Field(default=DEFAULT_TOP_K, ge=1, le=MAX_LIMIT)
     score_threshold: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @field_validator("top_k", mode="before")
+    @classmethod
+    def _default_top_k(cls, value: Any) -> Any:
+        return DEFAULT_TOP_K if value is None else value
+
+    @field_validator("score_threshold", mode="before")
+    @classmethod
+    def _no_threshold(cls, value: Any) -> Any:
+        return 0.0 if value is None else value
 
 
 class RetrievalRequest(BaseModel):
-    """The body Dify POSTs to ``{base}/retrieval``."""
+    """The body Dify POSTs to ``{base}/retrieval``; a null ``retrieval_setting`` takes the defaults."""
 
     model_config = ConfigDict(extra="ignore")
 
     knowledge_id: str = Field(min_length=1)
     query: str = Field(min_length=1)
-    retrieval_setting: RetrievalSetting
+    retrieval_setting: RetrievalSetting = Field(default_factory=RetrievalSetting)
     metadata_condition: MetadataCondition | None = None
+
+    @field_validator("retrieval_setting", mode="before")
+    @classmethod
+    def _default_setting(cls, value: Any) -> Any:
+        return {} if value is None else value
 
 
 def parse_request(raw: bytes | str | None) -> RetrievalRequest:
@@ -130,7 +155,8 @@ class KnowledgeMap:
 
     Explicit entries (``{"kb-support": {"scope": {"agent_id": "support"}, "filter": {...}}}``) win. Other
     ids map to ``{default_field: knowledge_id}`` (default ``user_id``); with ``default_field=None`` only
-    explicit ids exist. A default-mapped id with no memories at all is reported as unknown (2001).
+    explicit ids exist. Every id the map resolves is a knowledge base, empty or not: an id with no
+    memories yet (a new user) answers no records, never 2001.
     """
 
     def __init__(self, entries: Mapping[str, KnowledgeTarget] | None = None, default_field: str | None = "user_id"):
@@ -181,18 +207,16 @@ class KnowledgeMap:
 
 
 def retrieve(memory: Memory, request: RetrievalRequest, knowledge: KnowledgeMap, key: ApiKey | None) -> dict[str, Any]:
-    """Answer a retrieval request: ``{"records": [...]}``, best first. Raises `RetrievalError`."""
+    """Answer a retrieval request: ``{"records": [...]}``, best first, possibly empty. Raises
+    `RetrievalError`: 2001 when the map or the key does not allow the knowledge id, 400 for conditions
+    that cannot be read (or a knowledge map filter that fails on a stored value), 503 for the backend."""
     target = knowledge.resolve(request.knowledge_id)
     if target is None or (key is not None and not key.allows_knowledge(request.knowledge_id, target.scope)):
         raise RetrievalError(404, UNKNOWN_KNOWLEDGE, "The knowledge does not exist")
+    setting = request.retrieval_setting
     try:
-        conditions = metadata_condition_to_filter(request.metadata_condition)
-        where = _both(target.filter, conditions)
-        threshold = request.retrieval_setting.score_threshold or None
-        hits = memory.search(request.query, scope=target.scope, filter=where, limit=request.retrieval_setting.top_k,
-                             threshold=threshold)
-        if not hits and not target.explicit and memory.count(scope=target.scope) == 0:
-            raise RetrievalError(404, UNKNOWN_KNOWLEDGE, "The knowledge does not exist")
+        conditions = translate_metadata_condition(request.metadata_condition)
+        hits = search_with(memory, request.query, target, conditions, setting.top_k, setting.score_threshold or None)
     except InvalidInput as exc:
         raise RetrievalError(400, BAD_REQUEST, str(exc)) from None
     except Unsupported as exc:
@@ -202,6 +226,22 @@ def retrieve(memory: Memory, request: RetrievalRequest, knowledge: KnowledgeMap,
     return {"records": [hit_to_record(hit) for hit in hits]}
 
 
+def search_with(memory: Memory, query: str, target: KnowledgeTarget, conditions: DifyFilter | None, top_k: int,
+                threshold: float | None) -> list[SearchHit]:
+    """The `top_k` best hits in the target's scope that match its filter and Dify's `conditions`.
+
+    When the filter language says the conditions exactly, the backend filters. When they hold an
+    ordering or time condition (`memdock.formats.dify.Ordered`), the backend filters by the necessary
+    part and the up to `memdock.validation.MAX_LIMIT` best candidates are checked here: a match ranked
+    below that many non-matching memories of the same scope is not found."""
+    pushdown = None if conditions is None else conditions.pushdown
+    where = _both(target.filter, pushdown)
+    if conditions is None or conditions.exact:
+        return memory.search(query, scope=target.scope, filter=where, limit=top_k, threshold=threshold)
+    candidates = memory.search(query, scope=target.scope, filter=where, limit=MAX_LIMIT, threshold=threshold)
+    return [hit for hit in candidates if conditions.matches(hit.record)][:top_k]
+
+
 def _both(first: Filter | None, second: Filter | None) -> Filter | None:
     if first is None or second is None:
         return first or second
@@ -209,7 +249,9 @@ def _both(first: Filter | None, second: Filter | None) -> Filter | None:
 
 
 def hit_to_record(hit: SearchHit) -> dict[str, Any]:
-    """One Dify record: ``content``, ``score``, ``title`` and ``metadata`` (always an object)."""
+    """One Dify record: ``content``, ``score``, ``title`` and ``metadata``, always an object: the memory's
+    own metadata, then ``document_id`` and ``memory_id`` (both the memory id: Dify's citations group by
+    ``document_id``, so two memories never merge into one), ``created_at`` and ``updated_at``."""
     record = hit.record
     title = record.metadata.get("title")
     if not isinstance(title, str) or not title.strip():
@@ -217,6 +259,7 @@ def hit_to_record(hit: SearchHit) -> dict[str, Any]:
         title = first_line if len(first_line) <= TITLE_CHARS else first_line[: TITLE_CHARS - 1] + "…"
     metadata = {
         **record.metadata,
+        "document_id": record.id,
         "memory_id": record.id,
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +35,13 @@ from memdock.dify_adapter.plugin_logic.backend import open_memory
 from memdock.errors import InvalidInput, MemdockError
 
 log = logging.getLogger("memdock.plugin.retrieval")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def request_id_of(given: str | None) -> str:
+    """`given` (a caller's ``X-Request-ID``) when it is a plain token of at most 64 characters, else a new
+    16-hex-digit id, as ``memdock serve`` makes them."""
+    return given if given is not None and _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
 
 
 def knowledge_of(settings: Mapping[str, Any]) -> KnowledgeMap:
@@ -61,11 +70,14 @@ def key_ring(settings: Mapping[str, Any]) -> KeyRing:
         raise RetrievalError(403, AUTH_FAILED, f"Authorization failed: the endpoint's {exc}") from None
 
 
-def answer_retrieval(settings: Mapping[str, Any], authorization: str | None, body: bytes) -> tuple[int, dict[str, Any]]:
+def answer_retrieval(settings: Mapping[str, Any], authorization: str | None, body: bytes, *,
+                     request_id: str | None = None) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) for one POST to the endpoint's ``/retrieval``, in Dify's contract: the key
     is checked first (1001 malformed header, 1002 wrong key), then the body (400, so an empty body with a
     good key, Dify's registration check, counts as reachable), then the backend (503 when it cannot be
-    opened or reached), then the knowledge id (2001). Every refusal is logged."""
+    opened or reached), then the knowledge id (2001 only for an id the knowledge map does not allow; an
+    id with no memories answers 200 with no records). Every refusal is logged with `request_id` (the
+    request's ``X-Request-ID``, else a new one; `request_id_of`), never with the key, query or memories."""
     try:
         key = authorize(authorization, key_ring(settings))
         request = parse_request(body)
@@ -78,5 +90,6 @@ def answer_retrieval(settings: Mapping[str, Any], authorization: str | None, bod
             raise RetrievalError(503, UNAVAILABLE, f"memory backend unavailable: {type(exc).__name__}") from None
         return 200, retrieve(memory, request, knowledge, key)
     except RetrievalError as exc:
-        log.warning("retrieval failed: status=%s error_code=%s %s", exc.status, exc.code, exc.message)
+        log.warning("retrieval failed: request_id=%s status=%s error_code=%s %s",
+                    request_id_of(request_id), exc.status, exc.code, exc.message)
         return exc.status, exc.body()

@@ -1,6 +1,10 @@
 """Dify's External Knowledge API: ``POST /retrieval`` (see `memdock.dify_adapter.external_knowledge`,
-which the Dify plugin's endpoint shares). Dify counts any non-200 as "no records", so every error is
-also logged here (request id, error code; never the key or the query)."""
+which the Dify plugin's endpoint shares), also served at ``//retrieval`` and ``/retrieval/``: Dify appends
+``/retrieval`` to the endpoint a user registers, so ``http://host:8765/`` makes it call ``//retrieval``.
+
+Dify 1.10.1 and later raise ``ValueError(response.text)`` on any non-200 (earlier versions read it as no
+records), so every error answer is also logged here with the request id and the error code (never the
+key, the query or memory text)."""
 
 from __future__ import annotations
 
@@ -21,8 +25,13 @@ Dify's way (`authorize`: 1001/1002) rather than through `request_caller`. Route 
 docstrings: FastAPI would publish them as descriptions in the OpenAPI document."""
 
 
+RETRIEVAL_PATH = "/retrieval"
+ALIASES = ("//retrieval", "/retrieval/")
+"""Other spellings of `RETRIEVAL_PATH` served by the same route, left out of the OpenAPI document."""
+
+
 @router.post(
-    "/retrieval",
+    RETRIEVAL_PATH,
     summary="Dify External Knowledge retrieval",
     description="Body: {knowledge_id, query, retrieval_setting: {top_k, score_threshold}, metadata_condition?}. "
     "Errors: {error_code, error_msg}: 1001 malformed Authorization header (403), 1002 authorization "
@@ -39,3 +48,7 @@ async def retrieval(request: Request, config: ConfigDep, memory: MemoryDep) -> R
                     request.state.request_id, exc.status, exc.code, exc.message)
         return JSONResponse(exc.body(), status_code=exc.status)
     return JSONResponse(answer)
+
+
+for _alias in ALIASES:
+    router.add_api_route(_alias, retrieval, methods=["POST"], include_in_schema=False)

@@ -1,6 +1,7 @@
-"""Dify's External Knowledge API (POST /retrieval) of the memdock server app, in-process, exactly as dify.md
-describes it: auth codes, the registration check, knowledge ids, every metadata_condition operator, record
-shape."""
+"""Dify's External Knowledge API (POST /retrieval) of the memdock server app, in-process: auth codes, the
+registration check, knowledge ids (an empty one answers no records; 2001 only for ids the map or the key
+does not allow), every metadata_condition operator with Dify's own knowledge-base semantics, nulls, the
+``/retrieval/`` spelling, record shape. Dify's client against a real socket: test_dify_client.py."""
 
 from __future__ import annotations
 
@@ -94,18 +95,21 @@ def test_metadata_condition_absent_or_null_means_no_filter(server: MemdockTestCl
 
 OPERATORS: list[tuple[str, str, Any, set[str]]] = [
     ("category", "contains", "news", {"alpha doc", "gamma doc"}),
-    ("category", "not contains", "news", {"beta doc", "delta doc"}),
+    ("category", "not contains", "news", {"beta doc"}),
     ("category", "start with", "sp", {"beta doc"}),
     ("category", "end with", "letter", {"gamma doc"}),
     ("category", "is", "news", {"alpha doc"}),
-    ("category", "is not", "news", {"beta doc", "gamma doc", "delta doc"}),
-    ("author", "empty", None, {"alpha doc", "beta doc", "delta doc"}),
-    ("author", "not empty", None, {"gamma doc"}),
+    ("category", "is not", "news", {"beta doc", "gamma doc"}),
+    ("author", "empty", None, {"alpha doc", "delta doc"}),
+    ("author", "not empty", None, {"beta doc", "gamma doc"}),
     ("category", "in", ["news", "sports"], {"alpha doc", "beta doc"}),
-    ("category", "not in", ["news", "sports"], {"gamma doc", "delta doc"}),
+    ("category", "in", "news, sports", {"alpha doc", "beta doc"}),
+    ("category", "not in", ["news", "sports"], {"gamma doc"}),
     ("views", "=", 10, {"alpha doc"}),
     ("views", "=", "10", {"alpha doc"}),
-    ("views", "≠", 10, {"beta doc", "gamma doc", "delta doc"}),
+    ("views", "is", "25", {"beta doc"}),
+    ("views", "in", ["5", "25"], {"beta doc", "gamma doc"}),
+    ("views", "≠", 10, {"beta doc", "gamma doc"}),
     ("views", ">", 9, {"alpha doc", "beta doc"}),
     ("views", "<", 10, {"gamma doc"}),
     ("views", "\u2039", 10, {"gamma doc"}),
@@ -134,7 +138,40 @@ def test_logical_or_and_list_of_names(server: MemdockTestClient) -> None:
     assert contents(retrieve(server, request(conditions=either, logical="or"))) == {"alpha doc", "beta doc"}
     assert contents(retrieve(server, request(conditions=either, logical="and"))) == set()
     any_name = [{"name": ["author", "title"], "comparison_operator": "not empty"}]
-    assert contents(retrieve(server, request(conditions=any_name))) == {"alpha doc", "gamma doc"}
+    assert contents(retrieve(server, request(conditions=any_name))) == {"alpha doc", "beta doc", "gamma doc"}
+    with_time = [{"name": "category", "comparison_operator": "is", "value": "sports"},
+                 {"name": "published", "comparison_operator": "before", "value": 1650000000}]
+    assert contents(retrieve(server, request(conditions=with_time, logical="or"))) == {"beta doc", "gamma doc"}
+    assert contents(retrieve(server, request(conditions=with_time, logical="and"))) == set()
+
+
+def test_nulls_take_difys_defaults(server: MemdockTestClient) -> None:
+    body = request(conditions=[{"name": "category", "comparison_operator": "is", "value": None},
+                               {"name": "views", "comparison_operator": ">", "value": 9}], logical="or")
+    body["retrieval_setting"] = {"top_k": None, "score_threshold": None}
+    body["metadata_condition"]["logical_operator"] = None
+    assert contents(retrieve(server, body)) == {"alpha doc", "beta doc"}  # the null-valued condition is ignored
+    body["metadata_condition"] = {"logical_operator": None, "conditions": None}
+    assert len(retrieve(server, body).json()["records"]) == 4  # Dify's default top_k
+    body["retrieval_setting"] = None
+    assert len(contents(retrieve(server, body))) == 4
+
+
+def test_a_trailing_slash_is_served(server: MemdockTestClient) -> None:
+    response = server.post("/retrieval/", headers={"Authorization": f"Bearer {GOOD_KEY}"},
+                           json=request(query="alpha doc", top_k=1))
+    assert [r["content"] for r in response.json()["records"]] == ["alpha doc"]
+    assert server.post("/retrieval/", headers={"Authorization": f"Bearer {GOOD_KEY}"}).status_code == 400
+
+
+def test_every_record_carries_a_document_id_and_its_own_metadata(server: MemdockTestClient) -> None:
+    records = retrieve(server, request(top_k=4)).json()["records"]
+    ids = [r["metadata"]["document_id"] for r in records]
+    assert len(set(ids)) == 4 and all(r["metadata"]["memory_id"] == r["metadata"]["document_id"] for r in records)
+    again = {r["content"]: r["metadata"]["document_id"] for r in retrieve(server, request(top_k=4)).json()["records"]}
+    assert {r["content"]: r["metadata"]["document_id"] for r in records} == again
+    beta = next(r for r in records if r["content"] == "beta doc")["metadata"]
+    assert (beta["category"], beta["views"], beta["author"]) == ("sports", 25, "")
 
 
 def test_an_unknown_operator_is_a_400_naming_the_condition(server: MemdockTestClient) -> None:
@@ -148,9 +185,18 @@ def test_a_mapped_knowledge_id_selects_its_scope_and_default_filter(server: Memd
     assert found == {"reset your password from the login page"}
 
 
-def test_unknown_knowledge_id_is_2001(server: MemdockTestClient) -> None:
-    response = retrieve(server, request(knowledge_id="nobody-has-this-id"))
-    assert response.status_code == 404 and response.json()["error_code"] == 2001
+def test_a_knowledge_id_with_no_memories_answers_no_records(server: MemdockTestClient) -> None:
+    response = retrieve(server, request(knowledge_id="a-brand-new-user"))
+    assert (response.status_code, response.json()) == (200, {"records": []})
+
+
+def test_2001_only_for_an_id_the_knowledge_map_does_not_allow(tmp_path: Path) -> None:
+    (tmp_path / "knowledge.json").write_text(json.dumps({"kb": {"scope": {"user_id": "u1"}}}))
+    with memdock_client(fresh_backend_url("memory", tmp_path, "mapped-only"), "--knowledge-default", "none",
+                        "--knowledge-map", str(tmp_path / "knowledge.json")) as server:
+        assert server.post("/retrieval", json=request(knowledge_id="kb")).json() == {"records": []}
+        response = server.post("/retrieval", json=request(knowledge_id="u1"))
+        assert response.status_code == 404 and response.json()["error_code"] == 2001
 
 
 def test_bad_key_is_1002_and_malformed_header_is_1001(server: MemdockTestClient) -> None:
@@ -185,9 +231,17 @@ def test_malformed_bodies_are_400(server: MemdockTestClient) -> None:
     assert raw.status_code == 400 and raw.json()["error_code"] == 400
 
 
-def test_errors_are_logged_server_side(server: MemdockTestClient) -> None:
-    retrieve(server, request(knowledge_id="definitely-unknown-kb"))
-    assert "error_code=2001" in server.server_log()
+def test_errors_are_logged_server_side_with_the_request_id(server: MemdockTestClient) -> None:
+    response = server.post("/retrieval", headers={"Authorization": f"Bearer {KB_KEY}", "X-Request-ID": "req-2001"},
+                           json=request(knowledge_id="kb-ops", query="secret query words"))
+    assert response.status_code == 404
+    odd = request(conditions=[{"name": "views", "comparison_operator": "~=", "value": 1}])
+    assert server.post("/retrieval", headers={"Authorization": f"Bearer {GOOD_KEY}", "X-Request-ID": "req-400"},
+                       json=odd).status_code == 400
+    log = server.server_log()
+    assert "request_id=req-2001 status=404 error_code=2001" in log
+    assert "request_id=req-400 status=400 error_code=400" in log
+    assert "secret query words" not in log and KB_KEY not in log and "alpha doc" not in log
 
 
 def test_open_server_answers_retrieval_without_a_key(tmp_path: Path) -> None:

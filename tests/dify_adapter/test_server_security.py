@@ -159,7 +159,7 @@ def send_requests_holding_secrets(client: httpx.Client) -> None:
     headers = {"Authorization": f"Bearer {KEY}", "X-Request-ID": "trace-abc-123"}
     added = client.post("/mem0ai-api/store", headers=headers, json={"data": SECRET_TEXT, "user_id": "u1"})
     assert added.headers["x-request-id"] == "trace-abc-123"
-    memory_id = added.json()["data"]["results"][0]["id"]
+    memory_id = added.json()["data"][0]["id"]
     client.put(f"/mem0ai-api/update/{memory_id}", headers=headers, params={"data": SECRET_TEXT + " now"})
     client.get("/mem0ai-api/search", headers=headers, params={"query": SECRET_TEXT, "user_id": "u1"})
     client.get("/v1/count", headers={"Authorization": "Bearer wrong-key-0123456789"}, params={"user_id": "u1"})

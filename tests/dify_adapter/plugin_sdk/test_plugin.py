@@ -4,6 +4,7 @@ embedded Chroma, the provider's credential check, and the External Knowledge end
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from dify_plugin.errors.tool import ToolProviderCredentialValidationError
 from werkzeug import Request
 from werkzeug.test import EnvironBuilder
 
+from memdock.dify_adapter.plugin_logic.endpoint import answer_retrieval
 from memdock.formats.dify import LESS_THAN_AS_DIFY_SPELLS_IT
 from tests.helpers.plugin_loading import endpoint_class, load_plugin, messages, provider_class, tool_classes
 
@@ -181,7 +183,7 @@ views 5, published 2026-03-01 (see the `settings` fixture)."""
     ([{"name": "category", "comparison_operator": "not in", "value": ["news", "sports"]}], {"gamma doc"}),
     # numbers
     ([{"name": "views", "comparison_operator": "=", "value": 10}], {"alpha doc"}),
-    ([{"name": "views", "comparison_operator": "≠", "value": 10}], {"beta doc", "gamma doc"}),
+    ([{"name": "views", "comparison_operator": "≠", "value": 10}], {"gamma doc"}),  # beta has no views
     ([{"name": "views", "comparison_operator": ">", "value": 5}], {"alpha doc"}),
     ([{"name": "views", "comparison_operator": "<", "value": 10}], {"gamma doc"}),
     ([{"name": "views", "comparison_operator": LESS_THAN_AS_DIFY_SPELLS_IT, "value": 10}], {"gamma doc"}),
@@ -218,11 +220,39 @@ def test_the_endpoint_refuses_like_dify_expects(endpoint: Endpoint, settings: di
         403, {"error_code": 1002, "error_msg": "Authorization failed"})
     assert call(endpoint, settings, body(), header="Basic abc")[1]["error_code"] == 1001
     assert call(endpoint, settings, body(), header=None)[1]["error_code"] == 1001
-    status, unknown = call(endpoint, settings, body(knowledge_id="nobody-here"))
+    status, unknown = call(endpoint, {**settings, "knowledge_default": "none"}, body(knowledge_id="nobody-here"))
     assert (status, unknown["error_code"]) == (404, 2001)
     for unusable in ("", "short-key"):  # no key, or one under 16 characters: every call is refused
         status, answer = call(endpoint, {**settings, "api_key": unusable}, body(), header=f"Bearer {unusable}")
         assert (status, answer["error_code"]) == (403, 1002), answer
+
+
+def test_a_knowledge_id_with_no_memories_answers_no_records(endpoint: Endpoint, settings: dict[str, Any]) -> None:
+    """A new user is no error: Dify 1.10.1+ raises on any non-200."""
+    assert call(endpoint, settings, body(knowledge_id="a-brand-new-user")) == (200, {"records": []})
+
+
+def test_the_endpoint_takes_difys_nulls_and_marks_each_record(endpoint: Endpoint, settings: dict[str, Any]) -> None:
+    request = body(conditions=[{"name": "published", "comparison_operator": "after", "value": 1767225600},
+                               {"name": "views", "comparison_operator": "is", "value": None}])
+    request["retrieval_setting"] = {"top_k": None, "score_threshold": None}
+    request["metadata_condition"]["logical_operator"] = None
+    status, answer = call(endpoint, settings, request)
+    assert status == 200 and {r["content"] for r in answer["records"]} == {"alpha doc", "gamma doc"}
+    assert len({r["metadata"]["document_id"] for r in answer["records"]}) == 2
+    request["metadata_condition"] = {"logical_operator": None, "conditions": None}
+    assert {r["content"] for r in call(endpoint, settings, request)[1]["records"]} == ALL
+
+
+def test_the_endpoint_logs_each_refusal_with_a_request_id(settings: dict[str, Any],
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    odd = json.dumps(body(conditions=[{"name": "views", "comparison_operator": "~", "value": 1}])).encode()
+    with caplog.at_level(logging.WARNING, logger="memdock.plugin.retrieval"):
+        assert answer_retrieval(settings, f"Bearer {KEY}", odd, request_id="req-7")[0] == 400
+        assert answer_retrieval(settings, "Bearer wrong-key", b"")[0] == 403
+    assert "request_id=req-7 status=400 error_code=400" in caplog.text
+    assert "status=403 error_code=1002" in caplog.text and caplog.text.count("request_id=") == 2
+    assert KEY not in caplog.text and "alpha doc" not in caplog.text
 
 
 def test_the_registration_check_with_an_empty_body(endpoint: Endpoint, settings: dict[str, Any]) -> None:
