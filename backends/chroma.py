@@ -38,6 +38,7 @@ from memdock.scoring import cosine_distance_to_score, rank_by_cosine
 CAPABILITIES = frozenset({
     Capability.FILTER_EQUALITY, Capability.FILTER_RANGE, Capability.CONTAINS, Capability.HISTORY,
     Capability.TTL, Capability.PERSISTENCE, Capability.NESTED_METADATA, Capability.CONCURRENT_WRITES,
+    Capability.UPDATE, Capability.HISTORY_AFTER_DELETE,
 })
 _COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 _BATCH = 1000

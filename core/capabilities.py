@@ -17,3 +17,5 @@ class Capability(StrEnum):
     SERVER_SIDE_EMBEDDING = "server_side_embedding"  # backend embeds text itself; core sends no vectors
     NESTED_METADATA = "nested_metadata"  # metadata values may be lists and objects
     CONCURRENT_WRITES = "concurrent_writes"  # safe to call from several threads at once
+    UPDATE = "update"  # update replaces text and metadata in place, keeping id, scope and created_at
+    HISTORY_AFTER_DELETE = "history_after_delete"  # with HISTORY: a deleted memory's events stay readable

@@ -2,14 +2,17 @@
 (``mem0+https://`` too). The API key comes from ``?api_key=`` or ``MEMDOCK_MEM0_API_KEY``.
 
 The service embeds text itself (`SERVER_SIDE_EMBEDDING`) and assigns ids and times (`add` returns the
-records as the service stored them). What a dialect lacks is emulated exactly or refused:
+records as the service stored them). What a dialect lacks is emulated exactly or refused, and what each
+dialect can promise is its own capability set (an opened backend is an instance of the dialect's subclass,
+whose `capabilities` are `Dialect.capabilities`; the class itself declares what all dialects share):
 
 - filters: the scope is sent to the service, every other condition is evaluated here with
   `memdock.filters.evaluate` (search asks for `max_items` candidates when a filter is given);
 - list and count read the whole scope in one listing and page it here; a scope of `max_items` memories
   or more is refused with `Unsupported` (mem0's server and mem0ai-api cannot page), never truncated;
 - dedup (`find_duplicate`) searches the scope for the text and compares memdock's own hash;
-- get by id on mem0ai-api goes through the memory's history and a listing of its scope;
+- metadata keys a service keeps for itself (its `Dialect.reserved_metadata`, and memdock's markers) are
+  refused with `InvalidInput`, because the service would swallow or hide them;
 - mem0 has no ``app_id``: a scope with one is refused. TTL is not offered (mem0 expiry is date-only).
 """
 
@@ -19,19 +22,19 @@ import builtins
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 
 from pydantic import Field, SecretStr
 
 from memdock.backend import Backend, BackendSettings, BackendURL
-from memdock.backends.mem0.dialects import AUTH_HEADERS, DIALECTS, Dialect, Item, Message, ScopeIds
-from memdock.backends.mem0.transport import NotFoundAnswer, Transport
-from memdock.capabilities import Capability
+from memdock.backends.mem0.dialects import SHARED_CAPABILITIES, Dialect, Message, PlatformDialect, ServerDialect
+from memdock.backends.mem0.mem0ai_api import Mem0aiApiDialect
+from memdock.backends.mem0.transport import Transport
 from memdock.embedding import Embedder
-from memdock.errors import InvalidInput, MemdockError, MemoryNotFound, Unsupported
+from memdock.errors import InvalidInput, MemdockError
 from memdock.extras import require_extra
 from memdock.filters import Filter, evaluate
-from memdock.formats.mem0 import NO_ROLE_MARKER, history_entry_to_event, item_score, item_to_record
+from memdock.formats.mem0 import NO_ROLE_MARKER, REMOVED_KEYS_MARKER
 from memdock.hookspecs import hookimpl
 from memdock.models import HistoryEvent, MemoryRecord, Page, Scope, SearchHit
 from memdock.pagination import page_of
@@ -39,11 +42,12 @@ from memdock.pagination import page_of
 KEY_ENV = "MEMDOCK_MEM0_API_KEY"
 DIALECT_ALIASES = {"oss": "server", "tonori": "mem0ai-api"}
 """Other names of the dialects: mem0's open-source server, and tonori's mem0ai-api."""
+DIALECTS: dict[str, type[Dialect]] = {"server": ServerDialect, "mem0ai-api": Mem0aiApiDialect,
+                                      "platform": PlatformDialect}
+AUTH_HEADERS = {"server": ("X-API-Key", "{key}"), "mem0ai-api": ("Authorization", "Bearer {key}"),
+                "platform": ("Authorization", "Token {key}")}
+MARKERS = frozenset({NO_ROLE_MARKER, REMOVED_KEYS_MARKER})
 DEDUP_CANDIDATES = 10
-CAPABILITIES = frozenset({
-    Capability.SERVER_SIDE_EMBEDDING, Capability.FILTER_EQUALITY, Capability.FILTER_RANGE, Capability.CONTAINS,
-    Capability.HISTORY, Capability.PERSISTENCE, Capability.NESTED_METADATA, Capability.CONCURRENT_WRITES,
-})
 
 
 class Mem0Backend(Backend):
@@ -53,7 +57,7 @@ class Mem0Backend(Backend):
     description = "A mem0 HTTP service: mem0's server, the mem0ai-api wrapper, or mem0's platform."
     schemes = ("mem0+http", "mem0+https")
     secret_param = "api_key"
-    capabilities = CAPABILITIES
+    capabilities = SHARED_CAPABILITIES
 
     class Settings(BackendSettings):
         """Where the service is, which dialect it speaks, and how patient to be."""
@@ -64,6 +68,9 @@ class Mem0Backend(Backend):
         timeout: float = Field(default=10.0, gt=0, le=600, description="seconds a call may take, retries included")
         retries: int = Field(default=2, ge=0, le=10, description="extra attempts for reads (never for writes)")
         max_items: int = Field(default=1000, ge=10, le=100000, description="longest listing asked for at once")
+        server_embedder: str | None = Field(
+            default=None, description="the memdock embedder the service embeds with, when known (e.g. hash): "
+                                      "lets clients recompute its vectors and scores")
 
         @classmethod
         def from_url(cls, url: BackendURL) -> Self:
@@ -85,6 +92,11 @@ class Mem0Backend(Backend):
                 return self.api_key.get_secret_value()
             return os.environ.get(KEY_ENV) or None
 
+    def __new__(cls, settings: Mem0Backend.Settings, embedder: Embedder | None) -> Self:
+        """An instance of the dialect's subclass (so `capabilities` are the dialect's)."""
+        chosen = _BY_DIALECT.get(settings.dialect, cls) if cls is Mem0Backend else cls
+        return cast(Self, object.__new__(chosen))
+
     def __init__(self, settings: Mem0Backend.Settings, embedder: Embedder | None) -> None:
         require_extra("mem0", "the mem0 backend", "httpx")
         key = settings.key()
@@ -95,32 +107,38 @@ class Mem0Backend(Backend):
         self._transport = Transport(settings.base_url, headers, dialect=settings.dialect, timeout=settings.timeout,
                                     retries=settings.retries, envelope=settings.dialect == "mem0ai-api")
         self._dialect: Dialect = DIALECTS[settings.dialect](self._transport, settings.max_items)
-        self._name = settings.dialect
+        self._server_embedder = settings.server_embedder
         try:
             self._dialect.check_credentials()
         except MemdockError:
             self._transport.close()
             raise
 
+    def server_embedder(self) -> str | None:
+        """The embedder named by ``server_embedder=`` (mem0 services do not say which they use)."""
+        return self._server_embedder
+
     # -- helpers -------------------------------------------------------------------------------------------
 
-    def _ids(self, scope: Scope) -> ScopeIds:
-        if scope.app_id is not None:
-            raise Unsupported(f"the mem0 {self._name} dialect has no app_id; use user_id, agent_id or run_id")
-        return scope.ids()
-
-    def _record(self, item: Item, scope: Scope | None = None) -> MemoryRecord:
-        return item_to_record(item, self._name, fallback_scope=scope)
+    def _checked(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        """A copy of `metadata`; keys the service keeps for itself, and memdock's markers, are refused with
+        `InvalidInput` (the service would swallow or hide them)."""
+        for key in metadata:
+            if key in self._dialect.reserved_metadata or key in MARKERS:
+                raise InvalidInput(f"the key {key!r} is reserved by the mem0 {self._dialect.name} service",
+                                   field=f"metadata.{key}")
+        return dict(metadata)
 
     def _wire_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
-        """What to send as mem0 metadata: where every memory has a role, a role-less text carries a marker."""
+        """What to send as mem0 metadata (`_checked`): where every memory has a role, a role-less text
+        carries a marker."""
+        metadata = self._checked(metadata)
         if self._dialect.messages_have_roles and not isinstance(metadata.get("role"), str):
             return {**metadata, NO_ROLE_MARKER: True}
         return dict(metadata)
 
     def _scope_records(self, scope: Scope) -> list[MemoryRecord]:
-        records = [self._record(item, scope) for item in self._dialect.list_scope(self._ids(scope))]
-        return [r for r in records if scope.contains(r.scope)]
+        return [r for r in self._dialect.list_scope(scope) if scope.contains(r.scope)]
 
     # -- writes --------------------------------------------------------------------------------------------
 
@@ -132,13 +150,13 @@ class Mem0Backend(Backend):
             for batch in _batches(records, group=self._dialect.messages_have_roles):
                 first = batch[0]
                 messages: list[Message]
-                if _role(first) is not None:
+                if _role(first) is not None and self._dialect.messages_have_roles:
                     messages = [(_role(r), r.text) for r in batch]
-                    metadata = {k: v for k, v in first.metadata.items() if k != "role"}
+                    metadata = self._checked({k: v for k, v in first.metadata.items() if k != "role"})
                 else:
                     messages = [(None, first.text)]
                     metadata = self._wire_metadata(first.metadata)
-                stored_ids += self._dialect.add(self._ids(first.scope), messages, metadata or None)
+                stored_ids += self._dialect.add(first.scope, messages, metadata or None)
         except MemdockError:
             for memory_id in stored_ids:
                 with contextlib.suppress(MemdockError):
@@ -149,19 +167,17 @@ class Mem0Backend(Backend):
     def _as_stored(self, memory_id: str, record: MemoryRecord) -> MemoryRecord:
         """The record as the service keeps it (its id and times), read back when the dialect can."""
         try:
-            item = self._dialect.get(memory_id)
+            stored = self._dialect.get(memory_id)
         except MemdockError:
-            item = None
-        if item is None:
+            stored = None
+        if stored is None:
             return record.model_copy(update={"id": memory_id})
-        return self._record(item, record.scope).model_copy(update={"hash": record.hash})
+        return stored.model_copy(update={"hash": record.hash})
 
     def update(self, record: MemoryRecord) -> None:
-        """Replace text and metadata; `MemoryNotFound` when the service no longer has it."""
-        try:
-            self._dialect.update(record.id, record.text, self._wire_metadata(record.metadata))
-        except NotFoundAnswer:
-            raise MemoryNotFound(record.id) from None
+        """Replace text and metadata (`MemoryNotFound` when the service no longer has it; `Unsupported` on
+        a dialect that cannot update safely)."""
+        self._dialect.update(record, self._wire_metadata(record.metadata))
 
     def delete(self, memory_ids: Sequence[str]) -> None:
         """Delete each; ids the service does not know are ignored."""
@@ -175,8 +191,7 @@ class Mem0Backend(Backend):
 
     def get(self, memory_id: str) -> MemoryRecord | None:
         """The memory, or None."""
-        item = self._dialect.get(memory_id)
-        return None if item is None else self._record(item)
+        return self._dialect.get(memory_id)
 
     def find_by_hash(self, scope: Scope, text_hash: str) -> MemoryRecord | None:
         """A memory of exactly this scope and hash, by reading the whole scope (exact, but bounded by
@@ -188,8 +203,8 @@ class Mem0Backend(Backend):
         so its best candidates are compared with memdock's own hash (mem0's hash differs). When every
         candidate is this text in a narrower scope (``user_id=u`` also finds ``u``'s agents' memories), the
         copy in exactly this scope may rank behind them: then the whole scope is read (`find_by_hash`)."""
-        candidates = [self._record(item, scope) for item in self._dialect.search(text, self._ids(scope),
-                                                                                 DEDUP_CANDIDATES)]
+        hits = _ranked(self._dialect.search(text, scope, DEDUP_CANDIDATES))[:DEDUP_CANDIDATES]
+        candidates = [h.record for h in hits]
         for record in candidates:
             if record.scope == scope and record.hash == text_hash:
                 return record
@@ -200,15 +215,12 @@ class Mem0Backend(Backend):
     def search(
         self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
     ) -> list[SearchHit]:
-        """The service's search in the scope; a filter is applied here over `max_items` candidates."""
+        """The service's search in the scope, ranked here by memdock's score; a filter is applied here
+        over `max_items` candidates."""
         ask = limit if where is None else self._dialect.max_items
-        hits = []
-        for item in self._dialect.search(text, self._ids(scope), ask):
-            record = self._record(item, scope)
-            if scope.contains(record.scope) and (where is None or evaluate(where, record)):
-                hits.append(SearchHit(record=record, score=item_score(item, self._name)))
-        hits.sort(key=lambda h: (-h.score, h.record.id))
-        return hits[:limit]
+        hits = [hit for hit in self._dialect.search(text, scope, ask)
+                if scope.contains(hit.record.scope) and (where is None or evaluate(where, hit.record))]
+        return _ranked(hits)[:limit]
 
     def list(self, scope: Scope, where: Filter | None, limit: int, cursor: str | None) -> Page:
         """A page of the scope (read whole, filtered and paged here)."""
@@ -220,20 +232,40 @@ class Mem0Backend(Backend):
         return sum(1 for r in self._scope_records(scope) if where is None or evaluate(where, r))
 
     def history(self, memory_id: str) -> builtins.list[HistoryEvent]:
-        """The service's events of one memory, oldest first."""
-        try:
-            entries = self._dialect.history(memory_id)
-        except NotFoundAnswer:
-            return []
-        scope = None
-        if any(not any(isinstance(e.get(k), str) for k in ("user_id", "agent_id", "run_id")) for e in entries):
-            current = self.get(memory_id)  # mem0 entries carry no scope: take the memory's, while it exists
-            scope = current.scope if current is not None else None
-        return [history_entry_to_event(entry, self._name, fallback_scope=scope) for entry in entries]
+        """The service's events of one memory, oldest first. mem0's entries carry no scope: events take the
+        memory's while it exists (a deleted memory's events have an empty scope)."""
+        current = self._dialect.get(memory_id)
+        return self._dialect.history(memory_id, current.scope if current is not None else None)
 
     def close(self) -> None:
         """Close the HTTP connections."""
         self._transport.close()
+
+
+class _ServerBackend(Mem0Backend):
+    """`Mem0Backend` over mem0's self-hosted server."""
+
+    capabilities = ServerDialect.capabilities
+
+
+class _Mem0aiApiBackend(Mem0Backend):
+    """`Mem0Backend` over tonori/mem0ai-api."""
+
+    capabilities = Mem0aiApiDialect.capabilities
+
+
+class _PlatformBackend(Mem0Backend):
+    """`Mem0Backend` over mem0's hosted platform."""
+
+    capabilities = PlatformDialect.capabilities
+
+
+_BY_DIALECT: dict[str, type[Mem0Backend]] = {"server": _ServerBackend, "mem0ai-api": _Mem0aiApiBackend,
+                                             "platform": _PlatformBackend}
+
+
+def _ranked(hits: builtins.list[SearchHit]) -> builtins.list[SearchHit]:
+    return sorted(hits, key=lambda h: (-h.score, h.record.id))
 
 
 def _role(record: MemoryRecord) -> str | None:

@@ -1,10 +1,11 @@
-"""The three mem0 HTTP dialects behind one small interface: the paths, payloads and answer shapes of each
-(mem0's self-hosted server, tonori's mem0ai-api wrapper, mem0's hosted platform). `Mem0Backend` builds
-memdock's protocol on top of `Dialect`.
+"""The mem0 HTTP dialects behind one small interface (`Dialect`): the paths, payloads and answer shapes of
+mem0's self-hosted server (`ServerDialect`) and mem0's hosted platform (`PlatformDialect`) here, tonori's
+mem0ai-api wrapper in `memdock.backends.mem0.mem0ai_api`. `Mem0Backend` builds memdock's protocol on top.
 
-Methods return raw mem0 items and history entries (read by `memdock.formats.mem0`). Reads are
-sent as idempotent (the transport may retry them), writes never are. Scope ids are mem0's three:
-``user_id``, ``agent_id``, ``run_id``.
+A dialect parses what its service answers into memdock records, hits and events (mem0's item shapes are
+read by `memdock.formats.mem0`), and declares what its service can promise (`capabilities`). Reads are sent
+as idempotent (the transport may retry them), writes never are. Scope ids are mem0's three: ``user_id``,
+``agent_id``, ``run_id``; a dialect never sends a request without one.
 """
 
 from __future__ import annotations
@@ -13,29 +14,42 @@ import contextlib
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from memdock.backends.mem0.transport import NotFoundAnswer, Transport
-from memdock.errors import MalformedResponse, Unsupported
+from memdock.capabilities import Capability
+from memdock.errors import MalformedResponse, MemoryNotFound, ScopeRequired, Unsupported
+from memdock.formats.mem0 import REMOVED_KEYS_MARKER, history_entry_to_event, item_score, item_to_record
+from memdock.models import HistoryEvent, MemoryRecord, Scope, SearchHit
 
-ScopeIds = dict[str, str]
 Item = dict[str, Any]
 Message = tuple[str | None, str]
 """(role, content); a role of None is a text that is not a chat message."""
 PLATFORM_PAGE_SIZE = 100
+SHARED_CAPABILITIES = frozenset({
+    Capability.SERVER_SIDE_EMBEDDING, Capability.FILTER_EQUALITY, Capability.FILTER_RANGE, Capability.CONTAINS,
+    Capability.HISTORY, Capability.PERSISTENCE, Capability.NESTED_METADATA,
+})
+"""What every dialect offers: the service embeds and persists; filters beyond the scope are evaluated by
+memdock; each service keeps a history of live memories."""
 
 
 class Dialect(ABC):
     """One mem0 HTTP dialect over a `Transport`. `max_items` is the longest listing asked for at once."""
 
-    name: str
-    messages_have_roles: bool = True
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]] = SHARED_CAPABILITIES
+    messages_have_roles: ClassVar[bool] = True
     """True when every memory is a chat message with a role (so a role-less text needs a marker)."""
+    reserved_metadata: ClassVar[frozenset[str]] = frozenset()
+    """Metadata keys the service keeps for itself (writing them would corrupt or hide the memory)."""
 
     def __init__(self, transport: Transport, max_items: int) -> None:
         self.transport = transport
         self.max_items = max_items
+
+    # -- requests ------------------------------------------------------------------------------------------
 
     def _get(self, path: str, **params: Any) -> Any:
         return self.transport.request("GET", path, idempotent=True, params=params).body
@@ -53,37 +67,52 @@ class Dialect(ABC):
             raise MalformedResponse("expected a list (or {\"results\": [...]})", dialect=self.name, field=what)
         return items
 
-    def _full(self, items: list[Item], scope: ScopeIds) -> list[Item]:
+    def _full(self, items: list[Any], scope: Scope) -> list[Any]:
         if len(items) >= self.max_items:
             raise Unsupported(
-                f"the scope {scope} holds {self.max_items} or more memories and the {self.name} dialect cannot page "
-                "through them; raise max_items if the service allows, or narrow the scope"
+                f"the scope {scope.ids()} holds {self.max_items} or more memories and the {self.name} dialect "
+                "cannot page through them; raise max_items if the service allows, or narrow the scope"
             )
         return items
+
+    def _ids(self, scope: Scope) -> dict[str, str]:
+        """The scope as mem0's ids; never empty (mem0 services read or write every user without one)."""
+        ids = scope.ids()
+        if scope.app_id is not None:
+            raise Unsupported(f"the mem0 {self.name} dialect has no app_id; use user_id, agent_id or run_id")
+        if not ids:
+            raise ScopeRequired("at least one of user_id, agent_id, run_id is required")
+        return ids
+
+    def _record(self, item: Any, scope: Scope | None = None) -> MemoryRecord:
+        return item_to_record(item, self.name, fallback_scope=scope)
+
+    # -- the interface -------------------------------------------------------------------------------------
 
     @abstractmethod
     def check_credentials(self) -> None:
         """A harmless call that fails with `AuthenticationFailed` when the key is refused."""
 
     @abstractmethod
-    def add(self, scope: ScopeIds, messages: list[Message], metadata: dict[str, Any] | None) -> list[str]:
-        """Store each message as one memory; the ids the service gave them, in order."""
+    def add(self, scope: Scope, messages: list[Message], metadata: dict[str, Any] | None) -> list[str]:
+        """Store each message as one memory; the ids the service gave them, one per message, in order."""
 
     @abstractmethod
-    def get(self, memory_id: str) -> Item | None:
-        """The item, or None when it does not exist."""
+    def get(self, memory_id: str) -> MemoryRecord | None:
+        """The memory, or None when it does not exist."""
 
     @abstractmethod
-    def list_scope(self, scope: ScopeIds) -> list[Item]:
-        """Every item in the scope (`Unsupported` when the dialect cannot return them all)."""
+    def list_scope(self, scope: Scope) -> list[MemoryRecord]:
+        """Every memory the service lists for the scope (`Unsupported` when it cannot return them all)."""
 
     @abstractmethod
-    def search(self, query: str, scope: ScopeIds, limit: int) -> list[Item]:
-        """At most `limit` items with scores, best first."""
+    def search(self, query: str, scope: Scope, limit: int) -> list[SearchHit]:
+        """At most `limit` candidates with memdock scores (the clamped cosine), in the service's order."""
 
     @abstractmethod
-    def update(self, memory_id: str, text: str, metadata: dict[str, Any]) -> None:
-        """Replace text and metadata; `NotFoundAnswer` when missing."""
+    def update(self, record: MemoryRecord, metadata: dict[str, Any]) -> None:
+        """Give the memory `record.id` the text `record.text` and exactly the wire `metadata`;
+        `MemoryNotFound` when missing, `Unsupported` when the service cannot do it safely."""
 
     def delete(self, memory_id: str) -> None:
         """Delete one memory; a missing one is ignored."""
@@ -95,11 +124,13 @@ class Dialect(ABC):
         """The path of one memory."""
 
     @abstractmethod
-    def history(self, memory_id: str) -> list[Item]:
-        """History entries, oldest first ([] when there are none)."""
+    def history(self, memory_id: str, scope: Scope | None) -> list[HistoryEvent]:
+        """Events of one memory, oldest first ([] when there are none). `scope` is the memory's, when
+        it still exists (mem0's entries carry none)."""
 
 
-def _segment(memory_id: str) -> str:
+def segment(memory_id: str) -> str:
+    """A memory id as one URL path segment."""
     return quote(memory_id, safe="")
 
 
@@ -116,146 +147,134 @@ def _ids_from(results: list[Item], expected: int, dialect: str) -> list[str]:
     return [str(i) for i in ids]
 
 
+def _is_uuid(memory_id: str) -> bool:
+    try:
+        uuid.UUID(memory_id)
+    except ValueError:
+        return False
+    return True
+
+
 class ServerDialect(Dialect):
-    """mem0's self-hosted REST server (``X-API-Key``)."""
+    """mem0's self-hosted REST server (``X-API-Key``), as mem0 2.x really answers:
+
+    - search sends ``threshold: 0`` (the server's hidden default, 0.1, would drop candidates memdock filters
+      itself) and ``explain: true``, and reports ``score_details.semantic_score`` (the cosine), not the
+      ``score`` the server blends with BM25; it asks for `max_items` candidates so that re-ranking by the
+      semantic score is exact below that size;
+    - ``PUT`` merges metadata into the stored one, so removed keys are listed under `REMOVED_KEYS_MARKER`
+      in the stored metadata and hidden by the reader (replace semantics, see `update`);
+    - ``GET /memories/{id}`` answers ``null`` for a missing id; non-UUID ids are answered 502, so they are
+      treated as missing without asking; history survives deletion.
+    """
 
     name = "server"
+    capabilities = SHARED_CAPABILITIES | {Capability.UPDATE, Capability.HISTORY_AFTER_DELETE,
+                                          Capability.CONCURRENT_WRITES}
+    reserved_metadata = frozenset({"data", "hash", "created_at", "updated_at", "id", "text_lemmatized",
+                                   "attributed_to", "actor_id", "expiration_date", "user_id", "agent_id", "run_id"})
 
     def check_credentials(self) -> None:
         """List a scope nobody uses."""
         self._get("/memories", user_id="memdock-credential-check", top_k=1)
 
-    def add(self, scope: ScopeIds, messages: list[Message], metadata: dict[str, Any] | None) -> list[str]:
+    def add(self, scope: Scope, messages: list[Message], metadata: dict[str, Any] | None) -> list[str]:
         """``POST /memories`` with ``infer: false`` (no LLM; each message stored verbatim)."""
-        body = {"messages": _chat(messages), **scope, "metadata": metadata, "infer": False}
+        body = {"messages": _chat(messages), **self._ids(scope), "metadata": metadata, "infer": False}
         return _ids_from(self._results(self._write("POST", "/memories", body), "results"), len(messages), self.name)
 
-    def get(self, memory_id: str) -> Item | None:
-        """``GET /memories/{id}``: null when missing. mem0 ids are UUIDs; other ids cannot exist there (the
-        real server answers them with a 502), so they are missing without asking."""
-        try:
-            uuid.UUID(memory_id)
-        except ValueError:
+    def _raw(self, memory_id: str) -> Item | None:
+        if not _is_uuid(memory_id):
             return None
-        body = self._get(f"/memories/{_segment(memory_id)}")
+        body = self._get(self.memory_path(memory_id))
         if body is not None and not isinstance(body, Mapping):
             raise MalformedResponse("expected an object or null", dialect=self.name, field="item")
         return dict(body) if body is not None else None
 
-    def list_scope(self, scope: ScopeIds) -> list[Item]:
+    def get(self, memory_id: str) -> MemoryRecord | None:
+        """``GET /memories/{id}``: null when missing."""
+        item = self._raw(memory_id)
+        return None if item is None else self._record(item)
+
+    def list_scope(self, scope: Scope) -> list[MemoryRecord]:
         """``GET /memories?ids&top_k=max_items``."""
-        return self._full(self._results(self._get("/memories", **scope, top_k=self.max_items), "results"), scope)
+        items = self._results(self._get("/memories", **self._ids(scope), top_k=self.max_items), "results")
+        return [self._record(item, scope) for item in self._full(items, scope)]
 
-    def search(self, query: str, scope: ScopeIds, limit: int) -> list[Item]:
-        """``POST /search`` with the scope inside ``filters``."""
-        return self._results(self._read_post("/search", {"query": query, "filters": scope, "top_k": limit}),
-                             "results")
+    def search(self, query: str, scope: Scope, limit: int) -> list[SearchHit]:
+        """``POST /search`` with the scope inside ``filters``, ``threshold: 0``, ``explain: true``."""
+        body = {"query": query, "filters": self._ids(scope), "top_k": max(limit, self.max_items), "threshold": 0,
+                "explain": True}
+        return [SearchHit(record=self._record(item, scope), score=_semantic_score(item, self.name))
+                for item in self._results(self._read_post("/search", body), "results")]
 
-    def update(self, memory_id: str, text: str, metadata: dict[str, Any]) -> None:
-        """``PUT /memories/{id}``."""
-        self._write("PUT", self.memory_path(memory_id), {"text": text, "metadata": metadata})
+    def update(self, record: MemoryRecord, metadata: dict[str, Any]) -> None:
+        """``PUT /memories/{id}`` ``{text, metadata}``. The server merges ``metadata`` into what it stores
+        and never removes a key, so every stored key the new metadata lacks is listed under
+        `REMOVED_KEYS_MARKER` (the reader hides them): what memdock reads back is exactly `metadata`.
+        The stored keys are read first (``GET``), the write is sent once."""
+        stored = self._raw(record.id)
+        if stored is None:
+            raise MemoryNotFound(record.id)
+        kept = stored.get("metadata")
+        stored_keys = set(kept) if isinstance(kept, Mapping) else set()
+        removed = sorted(stored_keys - set(metadata) - {REMOVED_KEYS_MARKER})
+        wire = dict(metadata)
+        if removed or REMOVED_KEYS_MARKER in stored_keys:
+            wire[REMOVED_KEYS_MARKER] = removed
+        try:
+            self._write("PUT", self.memory_path(record.id), {"text": record.text, "metadata": wire})
+        except NotFoundAnswer:
+            raise MemoryNotFound(record.id) from None
+
+    def delete(self, memory_id: str) -> None:
+        """``DELETE /memories/{id}``; missing and non-UUID ids are ignored."""
+        if _is_uuid(memory_id):
+            super().delete(memory_id)
 
     def memory_path(self, memory_id: str) -> str:
         """``/memories/{id}``."""
-        return f"/memories/{_segment(memory_id)}"
+        return f"/memories/{segment(memory_id)}"
 
-    def history(self, memory_id: str) -> list[Item]:
-        """``GET /memories/{id}/history`` (a bare list)."""
-        return self._results(self._get(f"/memories/{_segment(memory_id)}/history"), "history")
-
-
-class Mem0aiApiDialect(Dialect):
-    """tonori/mem0ai-api: ``{"code", "data"}`` envelopes, ``Authorization: Bearer``, no get by id."""
-
-    name = "mem0ai-api"
-    messages_have_roles = False
-
-    def check_credentials(self) -> None:
-        """``GET /authorized``."""
-        self._get("/authorized")
-
-    def add(self, scope: ScopeIds, messages: list[Message], metadata: dict[str, Any] | None) -> list[str]:
-        """``POST /store`` once per text (the dialect stores one text per call; roles stay in metadata)."""
-        ids = []
-        for role, content in messages:
-            per_text = dict(metadata or {})
-            if role:
-                per_text["role"] = role
-            body = {"data": content, **scope, "metadata": per_text or None}
-            ids += _ids_from(self._results(self._write("POST", "/store", body), "data.results")[:1], 1, self.name)
-        return ids
-
-    def get(self, memory_id: str) -> Item | None:
-        """No route returns one memory: read its history (which memdock's server stamps with the scope
-        ids), then find it in a listing of that scope."""
-        try:
-            entries = self.history(memory_id)
-        except NotFoundAnswer:
-            return None
-        if not entries or entries[-1].get("is_deleted") is True:
-            return None
-        scope = {k: entries[-1][k] for k in ("user_id", "agent_id", "run_id") if isinstance(entries[-1].get(k), str)}
-        if not scope:
-            raise Unsupported(
-                "this mem0ai-api service keeps no scope in its history, so a memory cannot be read by id alone; "
-                "read it through a scoped listing or search"
-            )
-        for item in self.list_scope(scope):
-            if item.get("id") == memory_id:
-                return item
-        return None
-
-    def list_scope(self, scope: ScopeIds) -> list[Item]:
-        """``GET /retrieve?ids&limit=max_items``."""
-        return self._full(self._results(self._get("/retrieve", **scope, limit=self.max_items), "data.results"),
-                          scope)
-
-    def search(self, query: str, scope: ScopeIds, limit: int) -> list[Item]:
-        """``POST /search`` with top-level scope ids."""
-        return self._results(self._read_post("/search", {"query": query, **scope, "limit": limit}), "data.results")
-
-    def update(self, memory_id: str, text: str, metadata: dict[str, Any]) -> None:
-        """``PUT /update/{id}?data=TEXT`` with the metadata as memdock's JSON-body extension; a service that
-        ignores the extension is caught by re-reading the memory."""
-        self._write("PUT", f"/update/{_segment(memory_id)}", {"metadata": metadata}, data=text)
-        stored = self.get(memory_id)
-        if stored is not None and (stored.get("metadata") or {}) != _without_role(metadata):
-            raise Unsupported("this mem0ai-api service cannot update metadata (only text)")
-
-    def memory_path(self, memory_id: str) -> str:
-        """``/delete/{id}``."""
-        return f"/delete/{_segment(memory_id)}"
-
-    def history(self, memory_id: str) -> list[Item]:
-        """``GET /retrieve/{id}`` (in this dialect, the history, not the memory)."""
-        return self._results(self._get(f"/retrieve/{_segment(memory_id)}"), "data")
+    def history(self, memory_id: str, scope: Scope | None) -> list[HistoryEvent]:
+        """``GET /memories/{id}/history`` (a bare list; ``[]`` for a missing id)."""
+        if not _is_uuid(memory_id):
+            return []
+        entries = self._results(self._get(f"{self.memory_path(memory_id)}/history"), "history")
+        return [history_entry_to_event(entry, self.name, fallback_scope=scope) for entry in entries]
 
 
-def _without_role(metadata: dict[str, Any]) -> dict[str, Any]:
-    """Metadata as a mem0 item shows it: a string role is promoted out of it."""
-    return {k: v for k, v in metadata.items() if not (k == "role" and isinstance(v, str))}
+def _semantic_score(item: Any, dialect: str) -> float:
+    """``score_details.semantic_score`` (the cosine) when the server explains its score, else ``score``
+    (servers without hybrid ranking report the cosine there); clamped to [0, 1]."""
+    details = item.get("score_details") if isinstance(item, Mapping) else None
+    if details is None:
+        return item_score(item, dialect)
+    if not isinstance(details, Mapping):
+        raise MalformedResponse("must be an object", dialect=dialect, field="score_details")
+    return item_score({"score": details.get("semantic_score")}, dialect, field="score_details.semantic_score")
 
 
 class PlatformDialect(Dialect):
     """mem0's hosted platform (what ``mem0.MemoryClient`` speaks): ``Authorization: Token``, v3 routes."""
 
     name = "platform"
+    capabilities = SHARED_CAPABILITIES | {Capability.UPDATE, Capability.CONCURRENT_WRITES}
 
-    @staticmethod
-    def _filters(scope: ScopeIds) -> dict[str, Any]:
-        return {"AND": [{key: value} for key, value in scope.items()]}
+    def _filters(self, scope: Scope) -> dict[str, Any]:
+        return {"AND": [{key: value} for key, value in self._ids(scope).items()]}
 
     def check_credentials(self) -> None:
         """``GET /v1/ping/``."""
         self._get("/v1/ping/")
 
-    def add(self, scope: ScopeIds, messages: list[Message], metadata: dict[str, Any] | None) -> list[str]:
+    def add(self, scope: Scope, messages: list[Message], metadata: dict[str, Any] | None) -> list[str]:
         """``POST /v3/memories/add/`` with ``infer: false`` (answered synchronously with the ids)."""
-        body = {"messages": _chat(messages), **scope, "metadata": metadata, "infer": False}
+        body = {"messages": _chat(messages), **self._ids(scope), "metadata": metadata, "infer": False}
         return _ids_from(self._results(self._write("POST", "/v3/memories/add/", body), "results"), len(messages),
                          self.name)
 
-    def get(self, memory_id: str) -> Item | None:
+    def get(self, memory_id: str) -> MemoryRecord | None:
         """``GET /v1/memories/{id}/``; 404 when missing."""
         try:
             body = self._get(self.memory_path(memory_id))
@@ -263,9 +282,9 @@ class PlatformDialect(Dialect):
             return None
         if not isinstance(body, Mapping):
             raise MalformedResponse("expected an object", dialect=self.name, field="item")
-        return dict(body)
+        return self._record(body)
 
-    def list_scope(self, scope: ScopeIds) -> list[Item]:
+    def list_scope(self, scope: Scope) -> list[MemoryRecord]:
         """``POST /v3/memories/?page=N&page_size=100`` ``{filters}``, following ``next`` to the end."""
         items: list[Item] = []
         page = 1
@@ -274,31 +293,30 @@ class PlatformDialect(Dialect):
                                    page_size=PLATFORM_PAGE_SIZE)
             items += self._results(body, "results")
             if not isinstance(body, Mapping) or not body.get("next"):
-                return items
+                return [self._record(item, scope) for item in items]
             page += 1
 
-    def search(self, query: str, scope: ScopeIds, limit: int) -> list[Item]:
+    def search(self, query: str, scope: Scope, limit: int) -> list[SearchHit]:
         """``POST /v3/memories/search/`` ``{query, filters, top_k}``."""
         body = {"query": query, "filters": self._filters(scope), "top_k": limit}
-        return self._results(self._read_post("/v3/memories/search/", body), "results")
+        return [SearchHit(record=self._record(item, scope), score=item_score(item, self.name))
+                for item in self._results(self._read_post("/v3/memories/search/", body), "results")]
 
-    def update(self, memory_id: str, text: str, metadata: dict[str, Any]) -> None:
+    def update(self, record: MemoryRecord, metadata: dict[str, Any]) -> None:
         """``PUT /v1/memories/{id}/``."""
-        self._write("PUT", self.memory_path(memory_id), {"text": text, "metadata": metadata})
+        try:
+            self._write("PUT", self.memory_path(record.id), {"text": record.text, "metadata": metadata})
+        except NotFoundAnswer:
+            raise MemoryNotFound(record.id) from None
 
     def memory_path(self, memory_id: str) -> str:
         """``/v1/memories/{id}/``."""
-        return f"/v1/memories/{_segment(memory_id)}/"
+        return f"/v1/memories/{segment(memory_id)}/"
 
-    def history(self, memory_id: str) -> list[Item]:
+    def history(self, memory_id: str, scope: Scope | None) -> list[HistoryEvent]:
         """``GET /v1/memories/{id}/history/``."""
         try:
-            return self._results(self._get(f"/v1/memories/{_segment(memory_id)}/history/"), "history")
+            entries = self._results(self._get(f"/v1/memories/{segment(memory_id)}/history/"), "history")
         except NotFoundAnswer:
             return []
-
-
-DIALECTS: dict[str, type[Dialect]] = {"server": ServerDialect, "mem0ai-api": Mem0aiApiDialect,
-                                      "platform": PlatformDialect}
-AUTH_HEADERS = {"server": ("X-API-Key", "{key}"), "mem0ai-api": ("Authorization", "Bearer {key}"),
-                "platform": ("Authorization", "Token {key}")}
+        return [history_entry_to_event(entry, self.name, fallback_scope=scope) for entry in entries]

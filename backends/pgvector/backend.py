@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 CAPABILITIES = frozenset({
     Capability.FILTER_EQUALITY, Capability.FILTER_RANGE, Capability.CONTAINS, Capability.HISTORY,
     Capability.TTL, Capability.PERSISTENCE, Capability.NESTED_METADATA, Capability.CONCURRENT_WRITES,
+    Capability.UPDATE, Capability.HISTORY_AFTER_DELETE,
 })
 SSL_MODES = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")

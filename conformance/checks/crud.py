@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from memdock.capabilities import Capability
 from memdock.conformance.context import CheckContext
 from memdock.conformance.registry import check
 from memdock.errors import InvalidInput, MemoryNotFound
@@ -22,7 +23,7 @@ def check_add_then_get_returns_the_same_memory(ctx: CheckContext) -> None:
     assert (got.text, got.scope.user_id, got.metadata) == ("likes green tea", ctx.user, {"k": "v"}), got
 
 
-@check("crud")
+@check("crud", requires=Capability.UPDATE)
 def check_ids_are_generated_unique_and_kept(ctx: CheckContext) -> None:
     """Each add gets a fresh id, and the id does not change on update.
 
@@ -35,7 +36,7 @@ def check_ids_are_generated_unique_and_kept(ctx: CheckContext) -> None:
     assert ctx.memory.get(ids[0]).text == "fact changed"
 
 
-@check("crud")
+@check("crud", requires=Capability.UPDATE)
 def check_inputs_are_not_mutated(ctx: CheckContext) -> None:
     """Adding and updating never change the caller's metadata object.
 
@@ -48,7 +49,7 @@ def check_inputs_are_not_mutated(ctx: CheckContext) -> None:
     assert metadata == before, metadata
 
 
-@check("crud")
+@check("crud", requires=Capability.UPDATE)
 def check_update_replaces_text_and_metadata(ctx: CheckContext) -> None:
     """update(text=, metadata=) replaces both, and the new text is what search finds.
 
@@ -134,7 +135,7 @@ def check_duplicate_messages_in_one_batch_are_stored_once(ctx: CheckContext) -> 
     assert ctx.memory.count(user_id=ctx.user) == 1
 
 
-@check("dedup")
+@check("dedup", requires=Capability.UPDATE)
 def check_update_to_a_text_the_scope_already_holds_is_refused(ctx: CheckContext) -> None:
     """Updating a memory to the text another memory of its scope holds raises InvalidInput (field text)
     and changes nothing; the same text in another scope is fine.

@@ -10,7 +10,7 @@ from memdock.conformance.registry import check
 from memdock.models import EventKind
 
 
-@check("history", requires=Capability.HISTORY)
+@check("history", requires=Capability.HISTORY_AFTER_DELETE)
 def check_history_records_add_update_delete(ctx: CheckContext) -> None:
     """history lists ADD, UPDATE, DELETE oldest first, with old and new text, even after the delete.
 
@@ -36,7 +36,7 @@ def check_history_is_per_memory(ctx: CheckContext) -> None:
     assert {e.memory_id for e in ctx.memory.history(first.id)} == {first.id}
 
 
-@check("timestamps")
+@check("timestamps", requires=Capability.UPDATE)
 def check_times_are_utc_and_ordered(ctx: CheckContext) -> None:
     """created_at and updated_at are UTC-aware; an update moves updated_at forward, not created_at.
 

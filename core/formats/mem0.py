@@ -30,6 +30,11 @@ NO_ROLE_MARKER = "memdock_no_role"
 a dialect where every memory is a chat message with a role. Readers drop the marker and the role;
 memdock's own server strips it on arrival."""
 
+REMOVED_KEYS_MARKER = "memdock_removed_keys"
+"""Metadata key (a list of key names) the mem0 backend writes on a service whose update MERGES metadata
+(mem0's server never removes a key): the keys listed are ones memdock's metadata no longer has. Readers
+drop the listed keys and the marker, so a memory reads back with exactly the metadata last written."""
+
 
 # -- memdock -> mem0 (the server side) -----------------------------------------------------------------
 
@@ -59,23 +64,29 @@ def record_to_item(record: MemoryRecord, score: float | None = None) -> dict[str
     return item
 
 
-def add_result_items(results: Sequence[WriteResult]) -> list[dict[str, Any]]:
-    """What mem0's add answers per stored message: ``{"id", "memory", "event", "actor_id", "role"}``."""
+def add_result_items(results: Sequence[WriteResult], *, inferred: bool = False) -> list[dict[str, Any]]:
+    """What mem0's add answers per stored message: ``{"id", "memory", "event", "actor_id", "role"}``; with
+    `inferred` (a request that did not say ``infer: false``) only ``{"id", "memory", "event"}``, as mem0's
+    LLM path answers."""
     items = []
     for result in results:
-        role = result.record.metadata.get("role")
-        items.append({
-            "id": result.record.id,
-            "memory": result.record.text,
-            "event": result.event.value,
-            "actor_id": None,
-            "role": role if isinstance(role, str) else None,
-        })
+        item: dict[str, Any] = {"id": result.record.id, "memory": result.record.text, "event": result.event.value}
+        if not inferred:
+            item["actor_id"] = None
+            item["role"] = _role(result.record.metadata)
+        items.append(item)
     return items
 
 
+def _role(metadata: Mapping[str, Any] | None) -> str | None:
+    """The message role memdock keeps in ``metadata["role"]`` (None when absent or not a string)."""
+    role = (metadata or {}).get("role")
+    return role if isinstance(role, str) else None
+
+
 def event_to_history_entry(event: HistoryEvent) -> dict[str, Any]:
-    """A memdock history event as a mem0 history entry (plus memdock's scope and metadata extensions)."""
+    """A memdock history event as a mem0 history entry (plus memdock's scope and metadata extensions); its
+    ``role`` is the memory's message role, as mem0 keeps it in every entry."""
     return {
         "id": event.id,
         "memory_id": event.memory_id,
@@ -86,7 +97,7 @@ def event_to_history_entry(event: HistoryEvent) -> dict[str, Any]:
         "updated_at": event.created_at.isoformat(),
         "is_deleted": event.event is EventKind.DELETE,
         "actor_id": None,
-        "role": None,
+        "role": _role(event.old_metadata if event.new_metadata is None else event.new_metadata),
         "old_metadata": event.old_metadata,
         "new_metadata": event.new_metadata,
         **event.scope.ids(),
@@ -102,7 +113,7 @@ def item_to_record(item: Any, dialect: str, fallback_scope: Scope | None = None)
     data = _mapping(item, dialect, "item")
     memory_id = _required_str(data, "id", dialect)
     text = _required_str(data, "memory", dialect)
-    metadata = _metadata(data.get("metadata"), dialect)
+    metadata = _without_removed_keys(_metadata(data.get("metadata"), dialect), dialect)
     role = None if metadata.pop(NO_ROLE_MARKER, None) is True else data.get("role")
     if role is not None:
         if not isinstance(role, str):
@@ -124,11 +135,12 @@ def item_to_record(item: Any, dialect: str, fallback_scope: Scope | None = None)
     )
 
 
-def item_score(item: Any, dialect: str) -> float:
-    """The similarity of a search result item, clamped to [0, 1]."""
+def item_score(item: Any, dialect: str, field: str = "score") -> float:
+    """The similarity (a cosine) of a search result item, clamped to [0, 1]; `field` names the value
+    in errors (the caller may pass a nested value as ``{"score": value}``)."""
     score = _mapping(item, dialect, "item").get("score")
-    if isinstance(score, bool) or not isinstance(score, int | float):
-        raise MalformedResponse("must be a number", dialect=dialect, field="score")
+    if isinstance(score, bool) or not isinstance(score, int | float) or score != score:
+        raise MalformedResponse("must be a number", dialect=dialect, field=field)
     return min(1.0, max(0.0, float(score)))
 
 
@@ -181,6 +193,17 @@ def _metadata(value: Any, dialect: str) -> dict[str, Any]:
     if value is None:
         return {}
     return dict(_mapping(value, dialect, "metadata"))
+
+
+def _without_removed_keys(metadata: dict[str, Any], dialect: str) -> dict[str, Any]:
+    """Drop `REMOVED_KEYS_MARKER` and the keys it lists."""
+    removed = metadata.pop(REMOVED_KEYS_MARKER, [])
+    if not isinstance(removed, list) or not all(isinstance(key, str) for key in removed):
+        raise MalformedResponse("must be a list of key names", dialect=dialect,
+                                field=f"metadata.{REMOVED_KEYS_MARKER}")
+    for key in removed:
+        metadata.pop(key, None)
+    return metadata
 
 
 def _optional_metadata(value: Any, dialect: str, field: str) -> dict[str, Any] | None:

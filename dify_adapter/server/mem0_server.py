@@ -6,9 +6,16 @@ exchanges recorded with mem0's real self-hosted server: ``POST /memories`` ->
 answers 200 with ``null``; history is a bare list and survives deletion; errors are ``{"detail": ...}``
 (400 bad input, 401 no or wrong key with ``WWW-Authenticate: Bearer``, 404 missing, 422 malformed body).
 
-Where memdock differs, on purpose: messages are always stored verbatim (``infer`` is accepted and
-ignored: memdock calls no LLM); a request with no scope id is refused (400) instead of listing every
-user's memories; an unknown id answers as missing instead of 502; backend outages answer 503.
+As the server does: ``""`` for a scope id means absent; search defaults to ``top_k`` 20 and a threshold of
+0.1 on the semantic score (memdock's score: the clamped cosine), ``top_k: 0`` finds nothing and ``explain:
+true`` adds ``score_details``; a list defaults to 20 (``top_k=0`` answers one item, as the server does);
+``PUT`` MERGES the given metadata into the stored one (keys are never removed; ``{}`` changes nothing) and a
+memory keeps its ``role``; an add that does not say ``infer: false`` answers ``{"id", "memory", "event"}``.
+
+Where memdock differs, on purpose (docs/server.md lists every difference): messages are always stored
+verbatim (``infer`` is accepted and ignored: memdock calls no LLM); a request with no scope id is refused
+(400) instead of listing every user's memories; an unknown id answers as missing instead of 502; the score
+is the semantic score alone (the server blends in BM25 when a keyword matches); backend outages answer 503.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from starlette.responses import Response
 
 from memdock.dify_adapter.server.access import (
@@ -39,16 +46,26 @@ from memdock.filters import Filter, parse_mem0_filter
 from memdock.formats.mem0 import (
     MEM0_SCOPE_FIELDS,
     NO_ROLE_MARKER,
+    REMOVED_KEYS_MARKER,
     add_result_items,
     event_to_history_entry,
     record_to_item,
 )
 from memdock.memory import Memory
 from memdock.models import MemoryRecord, Scope
-from memdock.validation import MAX_LIMIT, make_scope
+from memdock.validation import MAX_LIMIT, check_threshold, make_scope
 
 NO_SCOPE = "At least one identifier (user_id, agent_id, run_id) is required."
 NO_SEARCH_SCOPE = "filters must contain at least one of: user_id, agent_id, run_id. Example: filters={'user_id': 'u1'}"
+DEFAULT_TOP_K = 20
+"""The server's default ``top_k`` for lists and searches."""
+DEFAULT_THRESHOLD = 0.1
+"""The server's default minimum semantic score of a search hit."""
+
+
+def blank_is_absent(value: Any) -> Any:
+    """``""`` -> None: the server treats a falsy scope id as absent."""
+    return None if value == "" else value
 
 
 class Mem0Message(BaseModel):
@@ -72,6 +89,8 @@ class Mem0AddRequest(BaseModel):
     expiration_date: str | None = None
     memory_type: str | None = None
 
+    _blank_ids = field_validator("user_id", "agent_id", "run_id", mode="before")(blank_is_absent)
+
 
 class Mem0SearchRequest(BaseModel):
     """``POST /search``: scope ids belong inside ``filters`` (top-level ids are accepted, deprecated)."""
@@ -83,9 +102,12 @@ class Mem0SearchRequest(BaseModel):
     top_k: int | None = None
     limit: int | None = None
     threshold: float | None = None
+    explain: bool | None = None
     user_id: str | None = None
     agent_id: str | None = None
     run_id: str | None = None
+
+    _blank_ids = field_validator("user_id", "agent_id", "run_id", mode="before")(blank_is_absent)
 
 
 class Mem0UpdateRequest(BaseModel):
@@ -133,14 +155,28 @@ def without_marker(metadata: dict[str, Any] | None) -> tuple[dict[str, Any] | No
     return rest, metadata[NO_ROLE_MARKER] is True
 
 
+def without_removed_keys(metadata: dict[str, Any] | None) -> tuple[dict[str, Any] | None, frozenset[str]]:
+    """The metadata without the mem0 backend's `REMOVED_KEYS_MARKER`, and the key names it lists (which that
+    backend means to be gone: memdock removes them instead of storing the marker). `InvalidInput` when the
+    marker is not a list of strings."""
+    if metadata is None or REMOVED_KEYS_MARKER not in metadata:
+        return metadata, frozenset()
+    removed = metadata[REMOVED_KEYS_MARKER]
+    if not isinstance(removed, list) or not all(isinstance(key, str) for key in removed):
+        raise InvalidInput("must be a list of key names", field=f"metadata.{REMOVED_KEYS_MARKER}")
+    return {k: v for k, v in metadata.items() if k != REMOVED_KEYS_MARKER}, frozenset(removed)
+
+
 def split_filters(filters: dict[str, Any] | None, top_level: dict[str, str | None]) -> tuple[Scope, Filter | None]:
     """mem0 puts scope ids inside ``filters``: take the top-level string ids out as the scope, keep the
     rest as a memdock filter. Deprecated top-level request ids are merged in."""
     rest = dict(filters or {})
-    ids: dict[str, Any] = {k: v for k, v in top_level.items() if v is not None}
+    ids: dict[str, Any] = {k: v for k, v in top_level.items() if v}
     for name in (*MEM0_SCOPE_FIELDS, "app_id"):
         if isinstance(rest.get(name), str):
-            ids[name] = rest.pop(name)
+            value = rest.pop(name)
+            if value:
+                ids[name] = value
     scope = make_scope(None, ids, required=False)
     if scope.is_empty():
         raise InvalidInput(NO_SEARCH_SCOPE, field="filters")
@@ -148,9 +184,9 @@ def split_filters(filters: dict[str, Any] | None, top_level: dict[str, str | Non
 
 
 def scope_from(caller: Caller, **ids: str | None) -> Scope:
-    """The scope named by mem0's id parameters; `InvalidInput` when none is given, `Forbidden` when the
-    caller's key may not touch it."""
-    scope = make_scope(None, ids, required=False)
+    """The scope named by mem0's id parameters (``""`` = absent); `InvalidInput` when none is given,
+    `Forbidden` when the caller's key may not touch it."""
+    scope = make_scope(None, {k: blank_is_absent(v) for k, v in ids.items()}, required=False)
     if scope.is_empty():
         raise InvalidInput(NO_SCOPE, field="scope")
     return caller.require(scope)
@@ -178,7 +214,8 @@ def add(body: Mem0AddRequest, memory: MemoryDep, caller: CallerDep) -> dict[str,
     if body.memory_type is not None:
         raise InvalidInput("memory_type needs an LLM; memdock stores messages verbatim", field="memory_type")
     expires_at = expiry_of(body.expiration_date)
-    metadata, no_role = without_marker(body.metadata)
+    marked, no_role = without_marker(body.metadata)
+    metadata = without_removed_keys(marked)[0]
     messages = [m.model_dump() for m in body.messages if m.role != "system"]
     if not messages:
         return {"results": []}
@@ -186,16 +223,16 @@ def add(body: Mem0AddRequest, memory: MemoryDep, caller: CallerDep) -> dict[str,
         results = memory.add(messages[0]["content"], scope=scope, metadata=metadata, expires_at=expires_at)
     else:
         results = memory.add(messages, scope=scope, metadata=metadata, expires_at=expires_at)
-    return {"results": add_result_items(results)}
+    return {"results": add_result_items(results, inferred=body.infer is not False)}
 
 
 @router.get("/memories", summary="List memories in a scope")
 def list_memories(
     memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
-    run_id: str | None = None, top_k: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+    run_id: str | None = None, top_k: Annotated[int, Query(ge=0, le=MAX_LIMIT)] = DEFAULT_TOP_K,
 ) -> dict[str, Any]:
     scope = scope_from(caller, user_id=user_id, agent_id=agent_id, run_id=run_id)
-    page = memory.list(scope=scope, limit=top_k)
+    page = memory.list(scope=scope, limit=max(top_k, 1))  # the server answers one item to top_k=0
     return {"results": [record_to_item(r) for r in page.items]}
 
 
@@ -224,7 +261,10 @@ def update(memory_id: str, body: Mem0UpdateRequest, memory: MemoryDep, caller: C
     record = visible(memory, caller, memory_id)
     if record is None:
         raise MemoryNotFound(memory_id)
-    memory.update(record.id, text=body.text, metadata=without_marker(body.metadata)[0], scope=record.scope)
+    given, removed = without_removed_keys(without_marker(body.metadata)[0])
+    merged = None if given is None else {  # the server merges (the role stays); keys the mem0 backend lists go
+        k: v for k, v in {**record.metadata, **given}.items() if k not in removed}
+    memory.update(record.id, text=body.text, metadata=merged, scope=record.scope)
     return {"message": "Memory updated successfully!"}
 
 
@@ -252,10 +292,27 @@ def history(memory_id: str, memory: MemoryDep, caller: CallerDep) -> list[dict[s
 def search(body: Mem0SearchRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
     scope, where = split_filters(body.filters, {"user_id": body.user_id, "agent_id": body.agent_id,
                                                 "run_id": body.run_id})
-    limit = body.top_k or body.limit or 100
-    hits = memory.search(body.query, scope=caller.require(scope), filter=where, limit=min(limit, MAX_LIMIT),
-                         threshold=body.threshold)
-    return {"results": [record_to_item(h.record, score=h.score) for h in hits]}
+    top_k = next((k for k in (body.top_k, body.limit) if k is not None), DEFAULT_TOP_K)
+    if top_k < 0:
+        raise InvalidInput(f"Invalid top_k: {top_k}. Must be a non-negative integer.", field="top_k")
+    threshold = DEFAULT_THRESHOLD if body.threshold is None else check_threshold(body.threshold)
+    scope = caller.require(scope)
+    if top_k == 0:
+        return {"results": []}
+    hits = memory.search(body.query, scope=scope, filter=where, limit=min(top_k, MAX_LIMIT), threshold=threshold)
+    return {"results": [search_item(h.record, h.score, threshold if body.explain else None) for h in hits]}
+
+
+def search_item(record: MemoryRecord, score: float, explain_threshold: float | None) -> dict[str, Any]:
+    """A search hit as the server answers it; with `explain_threshold` (the request said ``explain: true``)
+    its ``score_details``, in the server's keys: memdock's score is all semantic (no BM25, no entity boost)."""
+    item = record_to_item(record, score=score)
+    if explain_threshold is not None:
+        item["score_details"] = {
+            "semantic_score": score, "bm25_score": 0.0, "entity_boost": 0.0, "raw_score": score,
+            "max_possible_score": 1.0, "final_score": score, "threshold": explain_threshold,
+        }
+    return item
 
 
 @router.post("/reset", summary="Delete every memory (only with --allow-reset and an unrestricted key)")

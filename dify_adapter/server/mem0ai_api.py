@@ -1,18 +1,33 @@
 """The ``mem0ai-api`` dialect (tonori/mem0ai-api, mounted under ``/mem0ai-api`` by default), answered by
-memdock, so the Dify plugins built for that service work by changing only their ``api_url``.
+memdock in the real service's shapes and codes, so the Dify plugins built for that service (the seed's
+tonori/dify-plugin-mem0ai, old and new revisions) work by changing only their ``api_url``.
 
-Envelope: success ``{"code": 0, "data": ...}``; failure ``{"code": N, "error": str, "message": str}`` with
-HTTP status N, except a failed auth, which answers HTTP 200 with ``code: 401`` as the original does.
-Route mapping onto the core (documented in docs/server.md):
+What the real service answers, and memdock with it (docs/server.md lists the routes):
+
+- success ``{"code": 0, "data": ...}``: ``data`` is a BARE list for store, search and retrieve, ``null`` for
+  update and delete (`memdock.formats.mem0ai_api` writes the items, store results and history entries);
+- a missing or wrong key: HTTP 200 ``{"code": 401, "error": "Unauthorized_Error", "message": "Unauthorized"}``;
+- a malformed request: 422 with FastAPI's ``{"detail": [...]}``; a missing id: 404 ``{"detail": "Memory <id>
+  not found"}`` (also once the memory is deleted, for its history too);
+- ``""`` for an optional id or ``prompt`` means absent; ``filters`` on store must be an object (it is accepted
+  and ignored: memdock calls no LLM), on search it is mem0-style JSON over metadata.
+
+Where the real service is unsafe, memdock refuses in tonori's error envelope ``{"code": N, "error", "message"}``
+with HTTP status N: a store, search, list or delete-all without a scope id (422, ``ValueError``, where tonori
+stores unscoped, searches or lists every user, or answers 500), a scope the key may not touch (403), a reset
+without ``--allow-reset`` (403). The key is checked before anything else, so a wrong key never learns whether
+an id exists (tonori answers some 404s first). An update keeps the memory's scope, metadata and creation time
+(tonori's loses them). memdock also answers, where tonori fails or refuses: ``limit: null`` (-> 100),
+``GET /search?query=..`` (the plugin's older revision; tonori answers 405). Other memdock errors use the
+envelope too (501 unsupported, 503 backend unavailable). Route by route:
 
 - ``GET /authorized`` -> the key check only;
-- ``POST /store`` ``{data, user_id?, agent_id?, run_id?, metadata?}`` -> `Memory.add` (``prompt`` and
-  ``filters`` are accepted and ignored: memdock calls no LLM); ``data.results`` lists what was stored;
-- ``POST /search`` (JSON) and ``GET /search`` (query string, older plugins) -> `Memory.search`;
-  ``filters`` is mem0-style JSON over metadata; ``data.results`` carries scores;
+- ``POST /store`` ``{data, user_id?, agent_id?, run_id?, metadata?, filters?, prompt?}`` -> `Memory.add`;
+- ``POST /search`` ``{query, ids?, limit=100, filters?}`` and ``GET /search?query&ids&limit&filters`` ->
+  `Memory.search` (limit clamped to 1..`MAX_LIMIT`), items with memdock's score;
 - ``GET /retrieve?ids&limit=100`` -> the first ``limit`` memories of the scope, oldest first;
-- ``GET /retrieve/{id}`` -> the memory's HISTORY (each entry also carries the scope ids);
-- ``PUT /update/{id}?data=TEXT`` -> `Memory.update`; a JSON body ``{"metadata": {...}}`` (a memdock
+- ``GET /retrieve/{id}`` -> the memory's HISTORY (as the original: not the memory);
+- ``PUT /update/{id}?data=TEXT`` -> `Memory.update` of the text; a JSON body ``{"metadata": {...}}`` (a memdock
   extension) also replaces the metadata;
 - ``DELETE /delete/{id}``, ``DELETE /delete-all?ids`` -> `Memory.delete`, `Memory.delete_all`;
 - ``DELETE /reset-all`` -> `Memory.reset`, 204, only with ``--allow-reset`` and an unrestricted key.
@@ -21,11 +36,13 @@ Route mapping onto the core (documented in docs/server.md):
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+import math
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
@@ -37,16 +54,29 @@ from memdock.dify_adapter.server.access import (
     Unauthenticated,
     request_caller,
 )
-from memdock.dify_adapter.server.errors import first_error, status_of, translating_route
-from memdock.dify_adapter.server.mem0_server import require_reset_allowed, scope_from, visible
+from memdock.dify_adapter.server.errors import status_of, translating_route
+from memdock.dify_adapter.server.mem0_server import require_reset_allowed, visible
 from memdock.errors import InvalidInput, MemoryNotFound
 from memdock.filters import coerce_filter
-from memdock.formats.mem0 import add_result_items, event_to_history_entry, record_to_item
+from memdock.formats.mem0ai_api import mem0ai_api_history, mem0ai_api_item, mem0ai_api_store_results
 from memdock.memory import Memory
-from memdock.validation import MAX_LIMIT
+from memdock.models import EventKind, Scope
+from memdock.validation import MAX_LIMIT, make_scope
 
-ERROR_NAMES = {401: "Unauthorized_Error", 403: "Forbidden", 404: "NotFoundError", 422: "ValidationError",
-               501: "NotSupported", 502: "UpstreamAuthError", 503: "BackendUnavailable"}
+DEFAULT_LIMIT = 100
+NO_SCOPE = ("at least one of user_id, agent_id, run_id is required (memdock never stores, searches, lists or "
+            "deletes across every user)")
+ERROR_NAMES = {403: "Forbidden", 422: "ValueError", 501: "NotSupported", 502: "UpstreamAuthError",
+               503: "BackendUnavailable"}
+"""tonori's ``error`` names by status (it names errors after their Python exception: ``ValueError`` for bad
+input); a status not listed uses the memdock exception's class name."""
+UNAUTHORIZED = {"code": 401, "error": "Unauthorized_Error", "message": "Unauthorized"}
+
+
+def blank_is_absent(value: Any) -> Any:
+    """``""`` -> None: the seed's plugin sends ``""`` for a blank optional id, and tonori (mem0 0.0.9) treats
+    a falsy id as absent."""
+    return None if value == "" else value
 
 
 class StoreRequest(BaseModel):
@@ -62,9 +92,11 @@ class StoreRequest(BaseModel):
     filters: dict[str, Any] | None = None
     prompt: str | None = None
 
+    _blank_ids = field_validator("user_id", "agent_id", "run_id", "prompt", mode="before")(blank_is_absent)
+
 
 class Mem0aiApiSearchRequest(BaseModel):
-    """``POST /search``."""
+    """``POST /search`` (``limit: null`` means the default)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -72,8 +104,10 @@ class Mem0aiApiSearchRequest(BaseModel):
     user_id: str | None = None
     agent_id: str | None = None
     run_id: str | None = None
-    limit: int | None = 100
+    limit: int | None = DEFAULT_LIMIT
     filters: dict[str, Any] | None = None
+
+    _blank_ids = field_validator("user_id", "agent_id", "run_id", mode="before")(blank_is_absent)
 
 
 def ok(data: Any = None) -> dict[str, Any]:
@@ -82,15 +116,17 @@ def ok(data: Any = None) -> dict[str, Any]:
 
 
 def mem0ai_api_error(request: Request, exc: Exception) -> Response:
-    """The failure envelope; a failed auth answers HTTP 200 with ``code: 401``."""
+    """tonori's answers to failures: the HTTP-200 ``code: 401`` for auth, FastAPI's 422 ``detail`` list for a
+    malformed request, 404 ``{"detail": "Memory <id> not found"}`` for a missing id, and the envelope
+    ``{"code": N, "error", "message"}`` with HTTP status N for everything memdock refuses."""
     if isinstance(exc, Unauthenticated):
-        return JSONResponse({"code": 401, "error": "Unauthorized_Error", "message": "Unauthorized"})
-    status = status_of(exc)
-    message = str(exc)
+        return JSONResponse(UNAUTHORIZED)
     if isinstance(exc, RequestValidationError):
-        field, text = first_error(exc)
-        status, message = 422, f"{field}: {text}"
-    body = {"code": status, "error": ERROR_NAMES.get(status, type(exc).__name__), "message": message}
+        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+    if isinstance(exc, MemoryNotFound):
+        return JSONResponse({"detail": f"Memory {exc.memory_id} not found"}, status_code=404)
+    status = status_of(exc)
+    body = {"code": status, "error": ERROR_NAMES.get(status, type(exc).__name__), "message": str(exc)}
     return JSONResponse(body, status_code=status)
 
 
@@ -100,62 +136,91 @@ router = APIRouter(route_class=translating_route(mem0ai_api_error), tags=["mem0a
 functions carry no docstrings: FastAPI would publish them as descriptions in the OpenAPI document."""
 
 
+def required_scope(caller: Caller, **ids: str | None) -> Scope:
+    """The scope named by the request's ids (``""`` = absent); `InvalidInput` (422 envelope) when none is
+    given, `Forbidden` (403) when the caller's key may not touch it."""
+    scope = make_scope(None, {k: blank_is_absent(v) for k, v in ids.items()}, required=False)
+    if scope.is_empty():
+        raise InvalidInput(NO_SCOPE, field="scope")
+    return caller.require(scope)
+
+
+def limit_of(value: int | float | str | None, field: str = "limit") -> int:
+    """A limit as the plugins send it (an int, an integral float, its string, ``""`` or None for the default),
+    clamped to 1..`MAX_LIMIT`; `InvalidInput` for anything else."""
+    if value is None or value == "":
+        return DEFAULT_LIMIT
+    number: float
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number != int(number):
+        raise InvalidInput("must be an integer", field=field)
+    return min(max(int(number), 1), MAX_LIMIT)
+
+
+def not_deleted(memory: Memory, caller: Caller, memory_id: str) -> list[Any]:
+    """The history of a memory the caller may see that still exists; `MemoryNotFound` otherwise (tonori
+    answers 404 once a memory is deleted, and memdock never hints at another scope's memory)."""
+    events = memory.history(memory_id)
+    if not events or events[-1].event is EventKind.DELETE or not all(caller.may_touch(e.scope) for e in events):
+        raise MemoryNotFound(memory_id)
+    return events
+
+
 @router.get("/authorized", summary="Check the API key")
 def authorized() -> dict[str, Any]:
     return ok()
 
 
-@router.post("/store", summary="Store a memory")
+@router.post("/store", summary="Store a memory (verbatim: memdock calls no LLM)")
 def store(body: StoreRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
-    scope = scope_from(caller, user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id)
+    scope = required_scope(caller, user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id)
     results = memory.add(body.data, scope=scope, metadata=body.metadata)
-    return ok({"results": add_result_items(results)})
+    return ok(mem0ai_api_store_results(results))
 
 
-def run_search(body: Mem0aiApiSearchRequest, memory: Memory, caller: Caller) -> dict[str, Any]:
-    """Both ``/search`` routes: the scope's best `body.limit` hits (clamped to 1..`MAX_LIMIT`), in the
-    success envelope; `InvalidInput` without a scope id, `Forbidden` outside the caller's scopes."""
-    scope = scope_from(caller, user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id)
-    limit = min(max(body.limit or 100, 1), MAX_LIMIT)
-    hits = memory.search(body.query, scope=scope, filter=coerce_filter(body.filters), limit=limit)
-    return ok({"results": [record_to_item(h.record, score=h.score) for h in hits]})
+def run_search(query: str, ids: dict[str, str | None], limit: int, filters: Any, memory: Memory,
+               caller: Caller) -> dict[str, Any]:
+    """Both ``/search`` routes: the scope's best `limit` hits in the success envelope (a bare list)."""
+    scope = required_scope(caller, **ids)
+    hits = memory.search(query, scope=scope, filter=coerce_filter(filters), limit=limit)
+    return ok([mem0ai_api_item(h.record, score=h.score) for h in hits])
 
 
 @router.post("/search", summary="Search memories (JSON body)")
 def search(body: Mem0aiApiSearchRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
-    return run_search(body, memory, caller)
+    ids = {"user_id": body.user_id, "agent_id": body.agent_id, "run_id": body.run_id}
+    return run_search(body.query, ids, limit_of(body.limit), body.filters, memory, caller)
 
 
-@router.get("/search", summary="Search memories (query string, as older plugins call it)")
+@router.get("/search", summary="Search memories (query string, as the plugin's older revision calls it)")
 def search_get(
     memory: MemoryDep, caller: CallerDep, query: str, user_id: str | None = None, agent_id: str | None = None,
-    run_id: str | None = None, limit: int | None = 100, filters: str | None = None,
+    run_id: str | None = None, limit: str | None = None, filters: str | None = None,
 ) -> dict[str, Any]:
     try:
         parsed = json.loads(filters) if filters else None
     except ValueError:
         raise InvalidInput("not valid JSON", field="filters") from None
-    body = Mem0aiApiSearchRequest(query=query, user_id=user_id, agent_id=agent_id, run_id=run_id, limit=limit,
-                                  filters=parsed)
-    return run_search(body, memory, caller)
+    ids = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
+    return run_search(query, ids, limit_of(limit), parsed, memory, caller)
 
 
 @router.get("/retrieve", summary="List the memories of a scope")
 def retrieve(
     memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
-    run_id: str | None = None, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    run_id: str | None = None, limit: str | None = None,
 ) -> dict[str, Any]:
-    scope = scope_from(caller, user_id=user_id, agent_id=agent_id, run_id=run_id)
-    page = memory.list(scope=scope, limit=limit)
-    return ok({"results": [record_to_item(r) for r in page.items]})
+    scope = required_scope(caller, user_id=user_id, agent_id=agent_id, run_id=run_id)
+    page = memory.list(scope=scope, limit=limit_of(limit))
+    return ok([mem0ai_api_item(r) for r in page.items])
 
 
 @router.get("/retrieve/{memory_id}", summary="A memory's history")
 def history(memory_id: str, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
-    events = memory.history(memory_id)
-    if not all(caller.may_touch(e.scope) for e in events):
-        raise MemoryNotFound(memory_id)
-    return ok([event_to_history_entry(e) for e in events])
+    return ok(mem0ai_api_history(not_deleted(memory, caller, memory_id)))
 
 
 @router.put("/update/{memory_id}", summary="Update a memory's text (and, as an extension, its metadata)")
@@ -163,7 +228,8 @@ async def update(memory_id: str, request: Request, memory: MemoryDep, caller: Ca
                  data: str | None = None) -> dict[str, Any]:
     metadata = await _metadata_extension(request)
     if data is None and metadata is None:
-        raise InvalidInput("give ?data=<text> (and/or a JSON body with metadata)", field="data")
+        raise RequestValidationError([{"type": "missing", "loc": ("query", "data"), "msg": "Field required",
+                                       "input": None}])
 
     def change() -> None:
         record = visible(memory, caller, memory_id)
@@ -172,7 +238,7 @@ async def update(memory_id: str, request: Request, memory: MemoryDep, caller: Ca
         memory.update(record.id, text=data, metadata=metadata, scope=record.scope)
 
     await run_in_threadpool(change)
-    return ok({"message": "Memory updated successfully!"})
+    return ok()
 
 
 @router.delete("/delete/{memory_id}", summary="Delete a memory")
@@ -189,7 +255,7 @@ def delete_all(
     memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
     run_id: str | None = None,
 ) -> dict[str, Any]:
-    memory.delete_all(scope=scope_from(caller, user_id=user_id, agent_id=agent_id, run_id=run_id))
+    memory.delete_all(scope=required_scope(caller, user_id=user_id, agent_id=agent_id, run_id=run_id))
     return ok()
 
 
@@ -215,4 +281,3 @@ async def _metadata_extension(request: Request) -> dict[str, Any] | None:
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidInput("must be an object", field="metadata")
     return metadata
-

@@ -1,6 +1,8 @@
-"""Loopback HTTP stand-ins for mem0 services nobody can run here (the hosted platform) and for faulty
-services (dropped connections, 500s, stalls, malformed JSON). Real sockets on 127.0.0.1, real HTTP; every
-request is recorded (method, path, query, headers, body) so tests can pin what the client sent.
+"""Loopback HTTP plumbing for stand-ins of mem0 services nobody can run here (the hosted platform; the
+stateful stand-ins of mem0's server and of tonori/mem0ai-api in `mem0_server_standin` and
+`mem0ai_api_standin`) and for faulty services (dropped connections, 500s, stalls, malformed JSON). Real
+sockets on 127.0.0.1, real HTTP; every request is recorded (method, path, query, headers, body) so tests
+can pin what the client sent.
 """
 
 from __future__ import annotations
@@ -25,17 +27,21 @@ class Seen:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: Any
+    raw: bytes = b""
+    """The body as sent; `body` is its JSON (None when empty or not JSON)."""
 
 
 @dataclass
 class Reply:
-    """What to answer: a status and a JSON body, raw bytes, a stall, or a dropped connection."""
+    """What to answer: a status and a JSON body, raw bytes, a stall, or a dropped connection; extra headers."""
 
     status: int = 200
     body: Any = None
     raw: bytes | None = None
     stall: float = 0.0
     drop: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
 
 
 Handler = Callable[[Seen], Reply]
@@ -70,7 +76,11 @@ def standin(handler: Handler) -> Iterator[StandIn]:
             raw = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
             headers = {k.lower(): v for k, v in self.headers.items()}
-            seen = Seen(self.command, parts.path, parse_qs(parts.query), headers, json.loads(raw) if raw else None)
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = None
+            seen = Seen(self.command, parts.path, parse_qs(parts.query, keep_blank_values=True), headers, body, raw)
             record.append(seen)
             reply = handler(seen)
             if reply.stall:
@@ -82,12 +92,15 @@ def standin(handler: Handler) -> Iterator[StandIn]:
             payload = reply.raw if reply.raw is not None else (b"" if reply.body is None and reply.status == 204
                                                                 else json.dumps(reply.body).encode())
             self.send_response(reply.status)
-            self.send_header("content-type", "application/json")
+            if reply.status != 204:
+                self.send_header("content-type", reply.content_type)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
             self.send_header("content-length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = do_DELETE = _serve
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
     server.daemon_threads = True

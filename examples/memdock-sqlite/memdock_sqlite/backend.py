@@ -42,6 +42,7 @@ from memdock.scoring import rank_by_cosine
 CAPABILITIES = frozenset({
     Capability.FILTER_EQUALITY, Capability.FILTER_RANGE, Capability.CONTAINS, Capability.HISTORY,
     Capability.TTL, Capability.PERSISTENCE, Capability.NESTED_METADATA, Capability.CONCURRENT_WRITES,
+    Capability.UPDATE, Capability.HISTORY_AFTER_DELETE,
 })
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 
