@@ -9,7 +9,8 @@ file (``--keys-file``) holding restricted keys::
 
 A key with ``scopes`` may only touch memories whose scope lies inside one of them (a request scope must
 set every id an allowed scope sets, to the same value). A key with ``knowledge_ids`` may only query those
-knowledge ids through the External Knowledge API. No keys at all means an open server, which `serve`
+knowledge ids through the External Knowledge API; without ``scopes`` as well it is a retrieval-only key,
+refused by every other API (its restriction would mean nothing there). No keys at all means an open server, which `serve`
 allows only on a loopback address.
 
 Presented keys are read here for every API, the server's and the plugin endpoint's alike
@@ -55,14 +56,21 @@ class ApiKey:
         """True when the key may touch every scope and knowledge id."""
         return not self.scopes and self.knowledge_ids is None
 
-    def allows_scope(self, scope: Scope) -> bool:
-        """May this key read or write under `scope` (a request scope, or a stored record's scope)?"""
+    def within_scopes(self, scope: Scope) -> bool:
+        """Does `scope` lie inside one of the key's `scopes` (always, when it lists none)?"""
         return not self.scopes or any(allowed.contains(scope) for allowed in self.scopes)
+
+    def allows_scope(self, scope: Scope) -> bool:
+        """May this key read or write under `scope` (a request scope, or a stored record's scope) through
+        the memory APIs? A key limited to knowledge ids alone may not: it is for retrieval only."""
+        if not self.scopes and self.knowledge_ids is not None:
+            return False
+        return self.within_scopes(scope)
 
     def allows_knowledge(self, knowledge_id: str, scope: Scope) -> bool:
         """May this key query `knowledge_id`, which maps to `scope`?"""
         listed = self.knowledge_ids is None or knowledge_id in self.knowledge_ids
-        return listed and self.allows_scope(scope)
+        return listed and self.within_scopes(scope)
 
 
 class KeyRing:

@@ -31,6 +31,7 @@ from tests.helpers.memdock_server import fresh_backend_url, memdock_app_server, 
 from tests.helpers.support import make_test_embedder
 
 KEY = "serve-key-0123456789abcdef"
+OTHER_KEY = "admin-key-0123456789abcdef"
 SECRET_TEXT = "my bank PIN is 9876"
 
 
@@ -147,6 +148,27 @@ def test_a_restricted_key_cannot_leave_its_scopes(tmp_path: Path) -> None:
         refused = client.post("/v1/memories", json={"text": "elsewhere", "agent_id": "other"})
         assert refused.status_code == 403 and refused.json()["error"]["type"] == "Forbidden"
         assert client.get("/v1/count", params={"user_id": "anyone"}).status_code == 403
+
+
+def test_a_key_limited_to_knowledge_ids_is_refused_by_every_memory_api(tmp_path: Path) -> None:
+    """Its restriction names knowledge ids only; on /v1, /mem0 and /mem0ai-api it must not mean "anything"."""
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps([{"name": "kb", "key": KEY, "knowledge_ids": ["kb-1"]}]))
+    with memdock_client(fresh_backend_url("memory", tmp_path, "kb-only"), "--api-key", OTHER_KEY,
+                        "--keys-file", str(keys), headers={"X-API-Key": OTHER_KEY}) as client:
+        stored = client.post("/v1/memories", json={"text": "a private fact", "user_id": "victim"})
+        assert stored.status_code == 201
+        memory_id = stored.json()["results"][0]["memory"]["id"]
+        with client.as_another(headers={"X-API-Key": KEY}) as kb:
+            assert kb.get("/v1/memories", params={"user_id": "victim"}).status_code == 403
+            assert kb.delete("/v1/memories", params={"user_id": "victim"}).status_code == 403
+            assert kb.get(f"/v1/memories/{memory_id}").status_code == 404
+            assert kb.post("/mem0/search", json={"query": "fact", "filters": {"user_id": "victim"}}).status_code == 403
+            assert kb.get("/mem0/memories", params={"user_id": "victim"}).status_code == 403
+            tonori = kb.post("/mem0ai-api/search", headers={"Authorization": f"Bearer {KEY}"},
+                             json={"query": "fact", "user_id": "victim"})
+            assert tonori.json().get("code") != 0, tonori.text
+        assert client.get("/v1/count", params={"user_id": "victim"}).json() == {"count": 1}
 
 
 FORBIDDEN_IN_LOGS = (KEY, "wrong-key", "PIN", "9876", "bank", "query=", "data=")
