@@ -17,6 +17,11 @@ from memdock.models import SCOPE_FIELDS, Scope
 
 MAX_TEXT_BYTES = 512 * 1024
 MAX_METADATA_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32
+"""How deeply metadata may nest objects and lists (every store, and every JSON parser on the way, can
+keep this much; deeper values are refused before anything is stored)."""
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1
+"""Integers in metadata are 64-bit signed (what Chroma and PostgreSQL's JSON keep exactly)."""
 MAX_LIMIT = 1000
 MESSAGE_ROLES = ("system", "user", "assistant")
 
@@ -68,7 +73,8 @@ def text_hash(text: str) -> str:
 
 
 def check_metadata(metadata: Any) -> dict[str, Any]:
-    """A deep copy of a JSON object with string keys, none of them a scope field, within size limits."""
+    """A deep copy of a JSON object with string keys, none of them a scope field, within the limits:
+    `MAX_METADATA_BYTES` serialised, `MAX_JSON_DEPTH` levels of nesting, 64-bit integers, finite floats."""
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping):
@@ -85,26 +91,32 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
     return copy.deepcopy(dict(metadata))
 
 
-def _check_json(value: Any, path: str) -> None:
+def _check_json(value: Any, path: str, depth: int = 0) -> None:
     if isinstance(value, str):
         check_storable(value, path)
         return
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not MIN_INT <= value <= MAX_INT:
+            raise InvalidInput("integers must fit in 64 bits (-2**63 .. 2**63 - 1)", field=path)
         return
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidInput("must be a finite number", field=path)
         return
+    if isinstance(value, Mapping | list | tuple) and depth >= MAX_JSON_DEPTH:
+        raise InvalidInput(f"nests objects and lists more than {MAX_JSON_DEPTH} deep", field=path)
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInput("object keys must be strings", field=path)
             check_storable(key, path)
-            _check_json(item, f"{path}.{key}")
+            _check_json(item, f"{path}.{key}", depth + 1)
         return
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _check_json(item, f"{path}[{index}]")
+            _check_json(item, f"{path}[{index}]", depth + 1)
         return
     raise InvalidInput(f"{type(value).__name__} is not a JSON value", field=path)
 

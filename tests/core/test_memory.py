@@ -26,7 +26,7 @@ from memdock.errors import (
 )
 from memdock.filters import Filter
 from memdock.models import EventKind, MemoryRecord, Scope, SearchHit
-from memdock.validation import MAX_TEXT_BYTES
+from memdock.validation import MAX_JSON_DEPTH, MAX_TEXT_BYTES
 from tests.helpers.support import make_test_embedder, other_test_embedder
 
 
@@ -490,6 +490,22 @@ def add_fine(mem: Memory, **kwargs: Any) -> Any:
     return mem.add("fine", user_id="u1", **kwargs)
 
 
+def nested(depth: int) -> dict[str, Any]:
+    """``{"a": {"a": ... {}}}`` with `depth` objects, the outermost included."""
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def nested_list(depth: int) -> list[Any]:
+    """``[[...[]]]`` with `depth` lists."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 BAD_INPUTS: list[tuple[str, str, Any]] = [
     ("empty text", "text", lambda m: m.add("", user_id="u1")),
     ("blank text", "text", lambda m: m.add("  \n\t", user_id="u1")),
@@ -503,6 +519,11 @@ BAD_INPUTS: list[tuple[str, str, Any]] = [
     ("metadata key agent_id", "metadata.agent_id", lambda m: add_fine(m, metadata={"agent_id": "a"})),
     ("NaN in metadata", "metadata.score", lambda m: add_fine(m, metadata={"score": math.nan})),
     ("inf nested", "metadata.x[1]", lambda m: add_fine(m, metadata={"x": [1, math.inf]})),
+    ("metadata nested 33 deep", "metadata" + ".a" * 32, lambda m: add_fine(m, metadata=nested(33))),
+    ("metadata nested deep in a list", "metadata.l" + "[0]" * 31,
+     lambda m: add_fine(m, metadata={"l": nested_list(32)})),
+    ("5000-digit int in metadata", "metadata.n", lambda m: add_fine(m, metadata={"n": 10**5000})),
+    ("int beyond 64 bits", "metadata.n", lambda m: add_fine(m, metadata={"n": 2**63})),
     ("non-JSON metadata", "metadata.when", lambda m: add_fine(m, metadata={"when": datetime.now()})),
     ("update metadata key", "metadata.run_id",
      lambda m: m.update(m.export(user_id="u1")[0].id, metadata={"run_id": "r"})),
@@ -534,6 +555,12 @@ BAD_INPUTS: list[tuple[str, str, Any]] = [
     ("empty memory id", "memory_id", lambda m: m.get("")),
     ("bad filter", "color", lambda m: m.count(user_id="u1", filter={"color": {"regex": "x"}})),
 ]
+
+
+def test_metadata_at_the_limits_is_stored(mem: Memory) -> None:
+    deepest = {"deep": nested(MAX_JSON_DEPTH - 1), "big": 2**63 - 1, "small": -(2**63), "past_float": 2**53 + 1}
+    [result] = mem.add("deep but allowed", user_id="u1", metadata=deepest)
+    assert mem.get(result.record.id).metadata == deepest  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
