@@ -5,23 +5,32 @@ Scope ids travel as query parameters on GET/DELETE and in the body on POST; filt
 with 401/403 for auth, 404 for a missing memory, 400/422 for bad input, 501 for an operation the backend
 does not support and 503 when the backend is unavailable. By-id routes answer 404 for a memory outside
 the caller's scope, exactly as for a missing one.
+
+Four routes exist for clients that are themselves memdock backends (``memdock+http://``, see
+docs/memdock-http-backend.md): ``GET /info`` (what the server's backend declares and which embedder it
+uses), ``POST /import`` (store records with the ids and times the client chose, all or nothing),
+``POST /lookup`` (the memory of exactly this scope holding a text, or with a hash: dedup) and
+``POST /reset`` (body ``{"confirm": true}``; only with ``--allow-reset`` and an unrestricted key, else 403).
+They keep the same auth and scope confinement as the rest.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from memdock.dify_adapter.server.access import Caller, CallerDep, MemoryDep, request_caller
+from memdock.capabilities import Capability
+from memdock.dify_adapter.server.access import Caller, CallerDep, ConfigDep, Forbidden, MemoryDep, request_caller
 from memdock.dify_adapter.server.errors import native_error, translating_route
-from memdock.errors import InvalidInput, MemoryNotFound
+from memdock.errors import BackendUnavailable, InvalidInput, MemdockError, MemoryNotFound, Unsupported
 from memdock.memory import Memory
 from memdock.models import SCOPE_FIELDS, EventKind, HistoryEvent, MemoryRecord, Scope, SearchHit, WriteResult
-from memdock.validation import MAX_LIMIT, make_scope
+from memdock.validation import MAX_LIMIT, check_text, make_scope, text_hash
 
 # -- shapes ------------------------------------------------------------------------------------------------
 
@@ -155,6 +164,82 @@ class HistoryResponse(BaseModel):
     """Events of one memory, oldest first."""
 
     events: list[HistoryEvent]
+
+
+class EmbedderOut(BaseModel):
+    """The embedder the server's memories are embedded with: ``name`` is what ``embedder=`` takes."""
+
+    name: str
+    dimension: int | None = None
+    identity: str | None = None
+
+
+class InfoResponse(BaseModel):
+    """What the server's backend is and declares (no URL, no secret)."""
+
+    backend: str
+    capabilities: list[Capability]
+    embedder: EmbedderOut | None = Field(description="null when the backend embeds with an unnamed model")
+    reset: bool = Field(description="whether POST /reset is enabled (--allow-reset) for this key")
+    version: str
+
+
+class RecordIn(ScopeIds):
+    """A memory as a client backend stamped it: its id and times are kept (the hash is recomputed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=256)
+    text: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    expires_at: AwareDatetime | None = Field(default=None, description="needs a TTL backend")
+
+
+class ImportRequest(BaseModel):
+    """Records to store as given, all or nothing; one already stored (same id, or same text in the same
+    scope) comes back with event NONE."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[RecordIn] = Field(min_length=1, max_length=MAX_LIMIT)
+
+
+class LookupRequest(ScopeIds):
+    """Which memory of EXACTLY this scope (every id, set or not) holds ``text``, or has the memdock hash
+    ``hash`` (sha256 hex of the text with white space folded); exactly one of the two."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = None
+    hash: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> LookupRequest:
+        if (self.text is None) == (self.hash is None):
+            raise ValueError("give exactly one of text and hash")
+        return self
+
+
+class LookupResponse(BaseModel):
+    """The memory holding the text, or null."""
+
+    memory: MemoryOut | None
+
+
+class ResetRequest(BaseModel):
+    """``{"confirm": true}``: a reset is never an accident."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    confirm: Literal[True]
+
+
+class ResetResponse(BaseModel):
+    """Every memory of every scope, and their history, was deleted."""
+
+    reset: bool
 
 
 class ErrorBody(BaseModel):
@@ -292,6 +377,80 @@ def history(memory_id: str, memory: MemoryDep, caller: CallerDep, ids: ScopeDep)
     if not all(caller.may_touch(e.scope) for e in events):
         raise MemoryNotFound(memory_id)
     return HistoryResponse(events=events)
+
+
+@router.get("/info", response_model=InfoResponse, summary="The server's backend: its capabilities and embedder")
+def info(request: Request, memory: MemoryDep, caller: CallerDep, config: ConfigDep) -> InfoResponse:
+    return InfoResponse(backend=memory.backend.name, capabilities=sorted(memory.capabilities),
+                        embedder=_embedder_of(memory), reset=config.allow_reset and caller.unrestricted,
+                        version=request.app.version)
+
+
+@router.post("/import", status_code=201, response_model=AddResponse,
+             summary="Store records with their own ids and times")
+def import_records(body: ImportRequest, memory: MemoryDep, caller: CallerDep) -> AddResponse:
+    records = [_record_in(memory, index, item, caller) for index, item in enumerate(body.records)]
+    return AddResponse(results=[WriteOut.of(r) for r in memory.import_(records)])
+
+
+@router.post("/lookup", response_model=LookupResponse, summary="The memory of exactly this scope holding a text")
+def lookup(body: LookupRequest, memory: MemoryDep, caller: CallerDep) -> LookupResponse:
+    scope = _scope(body, caller)
+    if body.text is not None:
+        text = check_text(body.text)
+        found = _backend_call(memory, lambda: memory.backend.find_duplicate(scope, text, text_hash(text)))
+    else:
+        digest = str(body.hash)
+        found = _backend_call(memory, lambda: memory.backend.find_by_hash(scope, digest))
+    return LookupResponse(memory=None if found is None else MemoryOut.of(found))
+
+
+@router.post("/reset", response_model=ResetResponse, summary="Delete every memory of every scope (opt-in)")
+def reset(body: ResetRequest, memory: MemoryDep, caller: CallerDep, config: ConfigDep) -> ResetResponse:
+    if not config.allow_reset:
+        raise Forbidden("reset is disabled on this server (start it with --allow-reset)")
+    if not caller.unrestricted:
+        raise Forbidden("reset needs an unrestricted API key")
+    memory.reset()
+    return ResetResponse(reset=True)
+
+
+def _embedder_of(memory: Memory) -> EmbedderOut | None:
+    if memory.embedder is not None:
+        return EmbedderOut(name=memory.embedder.name, dimension=memory.embedder.dimension,
+                           identity=memory.embedder.identity)
+    name = _backend_call(memory, memory.backend.server_embedder)
+    return None if name is None else EmbedderOut(name=name)
+
+
+def _record_in(memory: Memory, index: int, item: RecordIn, caller: Caller) -> MemoryRecord:
+    """A core record from an imported one, once the caller may write its scope, its id is not a memory of
+    another scope (one of the same scope comes back from `Memory.import_` with event NONE), and its expiry
+    (if any) can be honoured."""
+    if not item.id.strip():
+        raise InvalidInput("must not be blank", field=f"records[{index}].id")
+    scope = caller.require(make_scope(None, _ids(item), required=True))
+    if item.expires_at is not None and Capability.TTL not in memory.capabilities:
+        raise Unsupported(f"{memory.name} does not honour expires_at (no TTL capability)")
+    try:
+        existing = memory.get(item.id)
+    except MemoryNotFound:
+        existing = None
+    if existing is not None and existing.scope != scope:
+        raise InvalidInput("a memory of another scope has this id", field=f"records[{index}].id")
+    return MemoryRecord(id=item.id, text=item.text, scope=scope, metadata=item.metadata, hash="",
+                        created_at=item.created_at, updated_at=item.updated_at, expires_at=item.expires_at)
+
+
+def _backend_call[T](memory: Memory, operation: Callable[[], T]) -> T:
+    """A direct backend call (one `Memory` does not offer), with `Memory`'s rule: anything but a memdock
+    error becomes `BackendUnavailable`."""
+    try:
+        return operation()
+    except MemdockError:
+        raise
+    except Exception as exc:
+        raise BackendUnavailable(f"{memory.name} failed: {type(exc).__name__}") from exc
 
 
 def _hit(hit: SearchHit) -> HitOut:

@@ -1,10 +1,13 @@
-"""The native API (/v1) of the memdock server app, in-process, for memory:// and embedded Chroma."""
+"""The native API (/v1) of the memdock server app, in-process, for memory:// and embedded Chroma, including the
+routes a ``memdock+http://`` client backend uses (info, import, lookup, reset)."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -182,6 +185,112 @@ def test_bad_input_gets_a_typed_error_naming_the_field(
     assert response.json()["request_id"] == response.headers["x-request-id"]
 
 
+# -- the routes a memdock+http client backend uses ------------------------------------------------------------
+
+
+def record_in(text: str, **fields: Any) -> dict[str, Any]:
+    """A record as a client backend stamps it (fresh id, its own times)."""
+    now = datetime.now(UTC).isoformat()
+    return {"id": str(uuid.uuid4()), "text": text, "created_at": now, "updated_at": now, **fields}
+
+
+def test_info_reports_the_backend_its_capabilities_and_embedder(server: MemdockTestClient) -> None:
+    info = server.get("/v1/info").json()
+    memory = server.app.state.memory
+    assert info["backend"] == memory.backend.name
+    assert set(info["capabilities"]) == {c.value for c in memory.capabilities}
+    assert info["embedder"] == {"name": "hash", "dimension": memory.embedder.dimension,
+                                "identity": memory.embedder.identity}
+    assert info["version"] == server.get("/healthz").json()["version"]
+    assert info["reset"] is False  # not started with --allow-reset
+
+
+def test_import_keeps_ids_and_times_and_answers_none_for_a_repeat(client: httpx.Client) -> None:
+    user = unique("u")
+    created = "2024-05-06T07:08:09.123456+00:00"
+    record = record_in("imported with its own id", user_id=user, metadata={"n": 1},
+                       created_at=created, updated_at="2024-05-07T00:00:00+00:00")
+    response = client.post("/v1/import", json={"records": [record]})
+    assert response.status_code == 201, response.text
+    (result,) = response.json()["results"]
+    assert result["event"] == "ADD" and result["memory"]["id"] == record["id"]
+    got = client.get(f"/v1/memories/{record['id']}").json()
+    assert (got["created_at"], got["updated_at"]) == ("2024-05-06T07:08:09.123456Z", "2024-05-07T00:00:00Z") \
+        or (got["created_at"][:26], got["updated_at"][:19]) == (created[:26], "2024-05-07T00:00:00"), got
+    again = client.post("/v1/import", json={"records": [record]}).json()["results"]
+    assert [(r["event"], r["memory"]["id"]) for r in again] == [("NONE", record["id"])]
+    same_text = client.post("/v1/import", json={"records": [record_in("imported with its own id", user_id=user)]})
+    assert [(r["event"], r["memory"]["id"]) for r in same_text.json()["results"]] == [("NONE", record["id"])]
+    events = client.get(f"/v1/memories/{record['id']}/history").json()["events"]
+    assert [e["event"] for e in events] == ["ADD"]
+
+
+def test_import_is_all_or_nothing_and_refuses_another_scopes_id(client: httpx.Client) -> None:
+    user, other = unique("u"), unique("o")
+    theirs = add(client, "belongs to the other user", user_id=other)["memory"]["id"]
+    batch = [record_in("fine", user_id=user), {**record_in("clash", user_id=user), "id": theirs}]
+    response = client.post("/v1/import", json={"records": batch})
+    assert response.status_code == 422 and response.json()["error"]["field"] == "records[1].id", response.text
+    blank = client.post("/v1/import", json={"records": [record_in(" ", user_id=user)]})
+    assert blank.status_code == 422 and blank.json()["error"]["field"] == "records[0].text", blank.text
+    naive = client.post("/v1/import", json={"records": [record_in("x", user_id=user,
+                                                                  created_at="2024-01-01T00:00:00")]})
+    assert naive.status_code == 422 and naive.json()["error"]["field"] == "records.0.created_at", naive.text
+    assert client.get("/v1/count", params={"user_id": user}).json() == {"count": 0}
+    assert client.get(f"/v1/memories/{theirs}").json()["text"] == "belongs to the other user"
+
+
+def test_lookup_finds_a_text_or_hash_in_exactly_the_scope(client: httpx.Client) -> None:
+    user = unique("u")
+    stored = add(client, "looked   up", user_id=user, agent_id="a1")["memory"]
+    found = client.post("/v1/lookup", json={"user_id": user, "agent_id": "a1", "text": "looked up"}).json()
+    assert found["memory"]["id"] == stored["id"]
+    by_hash = client.post("/v1/lookup", json={"user_id": user, "agent_id": "a1", "hash": stored["hash"]}).json()
+    assert by_hash["memory"]["id"] == stored["id"]
+    wider = client.post("/v1/lookup", json={"user_id": user, "text": "looked up"})
+    assert wider.status_code == 200 and wider.json() == {"memory": None}
+    both = client.post("/v1/lookup", json={"user_id": user, "text": "x", "hash": stored["hash"]})
+    assert both.status_code == 422
+    unscoped = client.post("/v1/lookup", json={"text": "looked up"})
+    assert unscoped.status_code == 422 and unscoped.json()["error"]["field"] == "scope"
+
+
+def test_reset_is_off_unless_allowed_and_needs_an_unrestricted_key(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps([{"name": "admin", "key": "admin-key-0123456789ab"},
+                                {"name": "alice", "key": "alice-key-0123456789ab", "scopes": [{"user_id": "alice"}]}]))
+    url = fresh_backend_url("memory", tmp_path, "reset")
+    admin = {"Authorization": "Bearer admin-key-0123456789ab"}
+    alice = {"Authorization": "Bearer alice-key-0123456789ab"}
+    confirm = {"confirm": True}
+    with memdock_client(url, "--keys-file", str(keys)) as closed:
+        refused = closed.post("/v1/reset", json=confirm, headers=admin)
+        assert refused.status_code == 403 and "--allow-reset" in refused.json()["error"]["message"], refused.text
+        assert closed.get("/v1/info", headers=admin).json()["reset"] is False
+    with memdock_client(url, "--keys-file", str(keys), "--allow-reset") as open_:
+        open_.post("/v1/memories", json={"text": "doomed", "user_id": "alice"}, headers=admin)
+        assert open_.get("/v1/info", headers=alice).json()["reset"] is False
+        assert open_.post("/v1/reset", json=confirm, headers=alice).status_code == 403
+        unconfirmed = open_.post("/v1/reset", json={"confirm": False}, headers=admin)
+        assert unconfirmed.status_code == 422 and unconfirmed.json()["error"]["field"] == "confirm"
+        assert open_.get("/v1/count", params={"user_id": "alice"}, headers=admin).json() == {"count": 1}
+        assert open_.get("/v1/info", headers=admin).json()["reset"] is True
+        assert open_.post("/v1/reset", json=confirm, headers=admin).json() == {"reset": True}
+        assert open_.get("/v1/count", params={"user_id": "alice"}, headers=admin).json() == {"count": 0}
+
+
+def test_a_restricted_key_imports_and_looks_up_only_its_scopes(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps([{"name": "alice", "key": "alice-key-0123456789ab", "scopes": [{"user_id": "alice"}]}]))
+    headers = {"Authorization": "Bearer alice-key-0123456789ab"}
+    with memdock_client(fresh_backend_url("memory", tmp_path, "scoped"), "--keys-file", str(keys),
+                        headers=headers) as http:
+        assert http.post("/v1/import", json={"records": [record_in("hers", user_id="alice")]}).status_code == 201
+        assert http.post("/v1/import", json={"records": [record_in("not hers", user_id="bob")]}).status_code == 403
+        assert http.post("/v1/lookup", json={"user_id": "bob", "text": "hers"}).status_code == 403
+        assert http.get("/v1/info", headers={"Authorization": "Bearer wrong-key-0123456789"}).status_code == 401
+
+
 def test_the_published_openapi_document_lists_every_native_route(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     native = {(path, method) for path, item in spec["paths"].items() for method in item if path.startswith("/v1")}
@@ -189,6 +298,7 @@ def test_the_published_openapi_document_lists_every_native_route(client: httpx.C
         ("/v1/memories", "post"), ("/v1/memories", "get"), ("/v1/memories", "delete"), ("/v1/search", "post"),
         ("/v1/count", "get"), ("/v1/memories/{memory_id}", "get"), ("/v1/memories/{memory_id}", "patch"),
         ("/v1/memories/{memory_id}", "delete"), ("/v1/memories/{memory_id}/history", "get"),
+        ("/v1/info", "get"), ("/v1/import", "post"), ("/v1/lookup", "post"), ("/v1/reset", "post"),
     }
     committed = json.loads((REPO / "docs" / "openapi.json").read_text())
     assert committed["paths"] == spec["paths"], "docs/openapi.json is stale: run `memdock openapi -o docs/openapi.json`"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 
+import hypothesis.errors
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -44,7 +45,10 @@ def generated_cases(schema: OpenApiSchema, operations: Sequence[APIOperation],
             def collect(case: schemathesis.Case) -> None:
                 cases.append(case)
 
-            collect()
+            try:
+                collect()
+            except hypothesis.errors.Unsatisfiable:
+                pass  # an operation without inputs (GET /v1/info) has no invalid request to generate
         _GENERATED[key] = cases
     return _GENERATED[key]
 
@@ -53,7 +57,7 @@ def generated_cases(schema: OpenApiSchema, operations: Sequence[APIOperation],
 def test_no_generated_request_gets_a_5xx_from_the_native_api(base: str, mode: GenerationMode) -> None:
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json").include(path_regex="^/v1/")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 9
+    assert len(operations) == 13
     server_errors: list[str] = []
     calls = {"n": 0}
     for case in generated_cases(schema, operations, mode):
