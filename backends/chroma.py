@@ -28,7 +28,8 @@ from typing import Any, Self
 from memdock.backend import Backend, BackendSettings, BackendURL
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
-from memdock.errors import BackendUnavailable, EmbedderMismatch, InvalidInput, MemdockError
+from memdock.errors import BackendUnavailable, EmbedderMismatch, InvalidInput, MemdockError, Unsupported
+from memdock.extras import require_extra
 from memdock.filters import And, Comparison, Filter, evaluate, may_raise
 from memdock.hookspecs import hookimpl
 from memdock.models import SCOPE_FIELDS, HistoryEvent, MemoryRecord, Page, Scope, SearchHit
@@ -53,8 +54,12 @@ def _client(settings: ChromaBackend.Settings) -> tuple[Any, tuple[Any, ...]]:
     """One client per path or server, shared by every backend in the process (Chroma leaks per client)."""
     import os
 
+    require_extra("chroma", "the chroma backend", "chromadb")
     import chromadb
 
+    if settings.path and getattr(chromadb, "is_client", False):
+        raise Unsupported("embedded chroma:// needs chromadb, but only its HTTP client (chromadb-client) is "
+                          "installed: pip uninstall -y chromadb-client && pip install 'memdock[chroma]'")
     if settings.path:
         key: tuple[Any, ...] = ("path", settings.path)
     else:

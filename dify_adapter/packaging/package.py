@@ -4,8 +4,9 @@ A ``.difypkg`` is a ZIP of the plugin folder's contents (relative paths, no top-
 not on the package registry, so the package carries it: the installed memdock's Python files go into
 ``memdock/`` and a small ``memdock-<version>.dist-info`` (with the entry points memdock finds its backends
 through) sits beside them; the plugin daemon runs ``main`` from the package folder, so both are importable
-there. ``requirements.txt`` lists memdock's own runtime requirements and the Dify SDK, all installed by
-the daemon from the package registry. ``.difyignore`` is honoured (`memdock.dify_adapter.packaging.difyignore`), the
+there. ``requirements.txt`` lists memdock's core requirements, the extras of the backends the package is
+built for (`memdock.dify_adapter.packaging.requirements`) and the Dify SDK, all installed by the daemon
+from the package registry. ``.difyignore`` is honoured (`memdock.dify_adapter.packaging.difyignore`), the
 manifest is checked (`memdock.dify_adapter.packaging.manifest`) and the 50 MB limit enforced before
 anything is written.
 """
@@ -23,9 +24,9 @@ from pathlib import Path, PurePosixPath
 
 from memdock.dify_adapter.packaging.difyignore import ignored, parse_ignore
 from memdock.dify_adapter.packaging.manifest import check_manifest
+from memdock.dify_adapter.packaging.requirements import Selection, requirements_txt, select
 from memdock.errors import InvalidInput
 
-DIFY_PLUGIN_REQUIREMENT = "dify_plugin==0.10.2"
 MAX_UNCOMPRESSED_BYTES = 50 * 1024 * 1024
 SUBPACKAGES = (
     "memdock",
@@ -81,24 +82,6 @@ def memdock_files() -> Iterator[tuple[Path, str]]:
                     yield path, f"{prefix}/{path.name}"
 
 
-PLUGIN_EXTRAS = ("pgvector", "mem0", "dify")
-"""memdock's extras the plugin installs too: the backends a plugin user can name in the Backend URL, and
-the ``dify`` extra (the packaging modules the plugin carries)."""
-
-
-def requirements() -> str:
-    """memdock's runtime requirements, those of `PLUGIN_EXTRAS` (without their markers) and the Dify SDK,
-    one per line, each once."""
-    wanted: list[str] = []
-    for requirement in distribution("memdock").requires or []:
-        spec, _, marker = (part.strip() for part in requirement.partition(";"))
-        if "extra ==" not in marker:
-            wanted.append(requirement)
-        elif any(marker == f'extra == "{extra}"' for extra in PLUGIN_EXTRAS):
-            wanted.append(spec)
-    return "\n".join([*dict.fromkeys(wanted), DIFY_PLUGIN_REQUIREMENT]) + "\n"
-
-
 def dist_info() -> dict[str, str]:
     """A minimal ``memdock-<version>.dist-info`` so memdock's entry points are found from the package."""
     dist = distribution("memdock")
@@ -110,13 +93,15 @@ def dist_info() -> dict[str, str]:
     }
 
 
-def package_entries(folder: Path) -> list[Entry]:
-    """Everything the package holds, in archive order. `InvalidInput` for a broken plugin folder, a name
-    given twice, or more than Dify's 50 MB uncompressed."""
+def package_entries(folder: Path, selection: Selection | None = None) -> list[Entry]:
+    """Everything the package holds, in archive order; its requirements are those of `selection` (default:
+    `memdock.dify_adapter.packaging.requirements.DEFAULT_BACKENDS`). `InvalidInput` for a broken plugin
+    folder, a name given twice, or more than Dify's 50 MB uncompressed."""
     check_manifest(folder)
+    generated = {**dist_info(), "requirements.txt": requirements_txt(selection or select())}
     entries: list[Entry] = [(name, path) for path, name in plugin_files(folder)]
     entries += [(name, path) for path, name in memdock_files()]
-    entries += [(name, text.encode()) for name, text in {**dist_info(), "requirements.txt": requirements()}.items()]
+    entries += [(name, text.encode()) for name, text in generated.items()]
     names = [name for name, _ in entries]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -129,11 +114,12 @@ def package_entries(folder: Path) -> list[Entry]:
     return entries
 
 
-def build_package(output: Path, folder: Path | None = None) -> Path:
-    """Write the ``.difypkg`` of the plugin in `folder` (default: the one shipped with memdock) to
-    `output` and return it. The archive is written next to `output` and moved into place, so a failure
-    leaves no partial package. Raises `InvalidInput` as `package_entries`."""
-    entries = package_entries(folder or plugin_folder())
+def build_package(output: Path, folder: Path | None = None, selection: Selection | None = None) -> Path:
+    """Write the ``.difypkg`` of the plugin in `folder` (default: the one shipped with memdock), for the
+    backends of `selection` (default as `package_entries`), to `output` and return it. The archive is
+    written next to `output` and moved into place, so a failure leaves no partial package. Raises
+    `InvalidInput` as `package_entries`."""
+    entries = package_entries(folder or plugin_folder(), selection)
     output.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".difypkg-", dir=output.parent)
     os.close(handle)

@@ -15,7 +15,7 @@ import atexit
 import threading
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from memdock.errors import AuthenticationFailed, BackendUnavailable, InvalidInput, MemdockError
+from memdock.errors import AuthenticationFailed, BackendUnavailable, InvalidInput, MemdockError, Unsupported
 from memdock.memory import Memory
 from memdock.plugins import backend_classes
 
@@ -87,6 +87,9 @@ def explain(exc: MemdockError) -> str:
         return f"The backend refused the API key: {exc}"
     if isinstance(exc, BackendUnavailable):
         return f"Cannot reach the backend: {exc}"
+    if isinstance(exc, Unsupported) and "pip install 'memdock[" in str(exc):
+        return (f"Backend URL: this plugin package was built without what this backend needs ({exc}); build it "
+                "for this backend with memdock dify package --backends SCHEME (see docs/dify-plugin.md)")
     if isinstance(exc, InvalidInput):
         field = exc.field or "backend_url"
         message = str(exc).removeprefix(f"{exc.field}: ")

