@@ -146,6 +146,7 @@ class ChromaBackend(Backend):
     description = "Chroma, embedded on disk (chroma:///path) or a server (chroma+http://)."
     schemes = ("chroma", "chroma+http")
     namespace_param = "collection"
+    local_path_param = "path"
     capabilities = CAPABILITIES
 
     class Settings(BackendSettings):

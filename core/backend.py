@@ -125,6 +125,9 @@ class Backend(ABC):
       by their scope ids alone.
     - `secret_param`: the URL query parameter that carries its secret (a password or API key), or None.
       Its value is redacted wherever memdock prints the URL; the Dify plugin puts its key there.
+    - `local_path_param`: the `Settings` field holding a path on this machine where the store keeps its
+      files (embedded Chroma's ``path``), or None. Adapters that take URLs from less trusted
+      configuration (the Dify plugin's credentials) confine such paths to a directory of their own.
 
     Every backend is opened the same way, ``TheClass(settings, embedder)``; `embedder` is None when it
     declares `SERVER_SIDE_EMBEDDING`. Import drivers in ``__init__`` (or in modules it imports), not at
@@ -142,6 +145,7 @@ class Backend(ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     namespace_param: ClassVar[str | None] = None
     secret_param: ClassVar[str | None] = None
+    local_path_param: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -174,6 +178,8 @@ class Backend(ABC):
             problems.append(f"`namespace_param` {cls.namespace_param!r} is not a field of its Settings")
         elif cls.secret_param is not None and cls.secret_param not in cls.Settings.model_fields:
             problems.append(f"`secret_param` {cls.secret_param!r} is not a field of its Settings")
+        elif cls.local_path_param is not None and cls.local_path_param not in cls.Settings.model_fields:
+            problems.append(f"`local_path_param` {cls.local_path_param!r} is not a field of its Settings")
         if not all(isinstance(c, Capability) for c in cls.capabilities):
             problems.append("`capabilities` must hold Capability members")
         if getattr(cls, "__abstractmethods__", None):

@@ -7,18 +7,30 @@ The key goes where the backend reads its secret, the URL parameter its class dec
 ``postgresql://`` URL). Backends that declare none take no key, and giving one is an error (a Chroma
 server's token comes only from ``MEMDOCK_CHROMA_TOKEN`` in the plugin daemon's environment). A key already
 in the URL wins. Nothing here imports `dify_plugin`.
+
+Backend URLs come from Dify users' credentials, so a store that keeps files on this machine (a backend's
+`Backend.local_path_param`, e.g. embedded ``chroma:///path``) is confined to the plugin's data directory,
+``$MEMDOCK_PLUGIN_DATA_ROOT`` (default: ``memdock-data`` in the plugin's working directory). Paths are
+resolved first (``..``, symlinks, ``/proc/self/cwd``), so no URL reaches another directory's data.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import threading
+from dataclasses import replace
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from memdock.backend import BackendURL
 
 from memdock.errors import AuthenticationFailed, BackendUnavailable, InvalidInput, MemdockError, Unsupported
 from memdock.memory import Memory
 from memdock.plugins import backend_classes
+from memdock.urls import backend_class_for
 
+DATA_ROOT_ENV = "MEMDOCK_PLUGIN_DATA_ROOT"
 CHECK_SCOPE = "memdock-credentials-check"
 """The user id of the throwaway scope `check_backend` counts in."""
 
@@ -49,10 +61,33 @@ def keyed_url(url: str | None, api_key: str | None) -> str:
     return parts._replace(query=urlencode(params)).geturl()
 
 
+def data_root() -> Path:
+    """The one directory under which the plugin's backends may keep files (resolved)."""
+    return Path(os.environ.get(DATA_ROOT_ENV) or Path.cwd() / "memdock-data").resolve()
+
+
+def check_confined(url: str) -> None:
+    """Refuse (`InvalidInput`, field ``backend_url``) a URL whose backend would keep its files outside
+    `data_root()`. URLs of backends without local files pass unchanged."""
+    parsed = BackendURL.parse(url)
+    backend_class = backend_class_for(parsed)
+    if backend_class.local_path_param is None:
+        return
+    params = {k: v for k, v in parsed.params.items() if k != "embedder"}
+    settings = backend_class.Settings.from_url(replace(parsed, params=params))
+    path = getattr(settings, backend_class.local_path_param)
+    root = data_root()
+    if path is not None and not Path(path).resolve().is_relative_to(root):
+        raise InvalidInput(f"{parsed.scheme}:// paths must lie under the plugin's data directory {root} "
+                           f"(set {DATA_ROOT_ENV} in the plugin daemon to move it)", field="backend_url")
+
+
 def open_memory(url: str | None, api_key: str | None = None) -> Memory:
     """The `Memory` for `url` and `api_key`, opened on first use and then reused by every call of this
-    process. Raises memdock's typed errors (`InvalidInput` for a bad URL, `BackendUnavailable`, ...)."""
+    process. Raises memdock's typed errors (`InvalidInput` for a bad URL or a path outside `data_root()`,
+    `BackendUnavailable`, ...)."""
     full = keyed_url(url, api_key)
+    check_confined(full)
     with _memories_lock:
         memory = _memories.get(full)
         if memory is None:

@@ -29,9 +29,11 @@ from memdock.dify_adapter.packaging import requirements as needs
 from memdock.dify_adapter.packaging.difyignore import ignored, parse_ignore
 from memdock.dify_adapter.packaging.manifest import check_manifest
 from memdock.dify_adapter.plugin_logic.backend import (
+    DATA_ROOT_ENV,
     CredentialsError,
     check_backend,
     close_all,
+    data_root,
     explain,
     keyed_url,
     open_memory,
@@ -231,6 +233,31 @@ def test_close_all_closes_every_open_memory_and_the_next_call_reopens(tmp_path: 
     assert closed == ["chroma"]
     again = open_memory(url)
     assert again is not first and again.count(user_id="u1") == 1
+
+
+def test_local_store_paths_are_confined_to_the_plugin_data_root(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Dify user's Backend URL cannot put or read embedded Chroma files outside the data root: not by
+    `..`, not through a symlink, not through /proc/self/cwd; the refusal names the field and writes nothing."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    monkeypatch.setenv(DATA_ROOT_ENV, str(root))
+    monkeypatch.chdir(outside)
+    for url in (f"chroma://{outside}/db", f"chroma://{root}/../outside/db", f"chroma://{root}/link/db",
+                "chroma:///proc/self/cwd/db", "chroma:///etc"):
+        with pytest.raises(InvalidInput) as caught:
+            open_memory(f"{url}?embedder=hash")
+        assert caught.value.field == "backend_url" and "data directory" in str(caught.value), url
+        [said] = by_kind(run_tool("get_all_memories", {"backend_url": f"{url}?embedder=hash"},
+                                  {"user_id": "u1"}))["json"]
+        assert said["error"]["field"] == "backend_url" and "data directory" in said["error"]["message"], url
+    assert list(outside.iterdir()) == [] and list(root.iterdir()) == [root / "link"]
+    inside = open_memory(f"chroma://{root}/db?embedder=hash")
+    inside.add("kept inside the root", user_id="u1")
+    assert inside.count(user_id="u1") == 1 and (root / "db").is_dir()
+    assert data_root() == root.resolve()
 
 
 @pytest.mark.parametrize(("credentials", "says"), [

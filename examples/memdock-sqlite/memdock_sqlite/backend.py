@@ -55,6 +55,7 @@ class SQLiteBackend(Backend):
     schemes = ("sqlite",)
     capabilities = CAPABILITIES
     namespace_param = "collection"
+    local_path_param = "path"
 
     class Settings(BackendSettings):
         """``sqlite:///absolute/path.db?collection=NAME`` (NAME: letters, digits, underscore)."""
