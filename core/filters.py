@@ -17,6 +17,7 @@ Semantics (the contract):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,6 +35,10 @@ STRING_OPS: frozenset[str] = frozenset({"icontains", "startswith", "endswith"})
 """Operators that take a string operand and match only string values."""
 ORDERING_OPS: frozenset[str] = frozenset({"gt", "gte", "lt", "lte"})
 MAX_FILTER_DEPTH = 32
+MAX_FILTER_CONDITIONS = 128
+"""The bounds every filter meets, whatever entry point it comes through and whichever backend runs it:
+at most `MAX_FILTER_DEPTH` levels of AND/OR/NOT and `MAX_FILTER_CONDITIONS` comparisons (``in``/``nin``
+count one per listed value). Checked before any backend work (`check_filter_bounds`)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ def comparison(field: str, op: str, value: Any) -> Comparison:
     """Build a validated `Comparison`; raises `InvalidFilter` for an unknown op or a bad operand."""
     if not isinstance(field, str) or not field:
         raise InvalidFilter("a filter field must be a non-empty string", field="filter")
+    _check_operand(field, "filter", 0)
     if op not in COMPARISON_OPS:
         raise InvalidFilter(f"unknown operator {op!r} (known: {', '.join(COMPARISON_OPS)}, *)", field=field)
     if op in ORDERING_OPS and not is_number(value):
@@ -108,7 +114,26 @@ def comparison(field: str, op: str, value: Any) -> Comparison:
         raise InvalidFilter(f"operator {op!r} needs a string, got {type(value).__name__}", field=field)
     if op in ("in", "nin"):
         value = tuple(value)
+    _check_operand(value, field, 0)
     return Comparison(field, op, value)  # type: ignore[arg-type]
+
+
+def _check_operand(value: Any, field: str, depth: int) -> None:
+    """Operands are JSON any store can compare: finite numbers, strings without NUL or lone surrogates,
+    nesting within `MAX_FILTER_DEPTH`."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidFilter("numbers in filters must be finite (no NaN or infinity)", field=field)
+    if isinstance(value, str):
+        if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+            raise InvalidFilter("strings in filters must not hold NUL characters or lone surrogates", field=field)
+    elif isinstance(value, list | tuple | Mapping):
+        if depth >= MAX_FILTER_DEPTH:
+            raise InvalidFilter(f"a filter value nests deeper than {MAX_FILTER_DEPTH} levels", field=field)
+        for item in value.values() if isinstance(value, Mapping) else value:
+            _check_operand(item, field, depth + 1)
+        if isinstance(value, Mapping):
+            for key in value:
+                _check_operand(key, field, depth + 1)
 
 
 _LOGICAL_KEYS = {"AND": "and", "OR": "or", "NOT": "not", "and": "and", "or": "or", "not": "not"}
@@ -231,10 +256,32 @@ def matches_all(expr: Filter | None, records: Sequence[MemoryRecord]) -> list[Me
 
 
 def coerce_filter(value: Filter | Mapping[str, Any] | None) -> Filter | None:
-    """Accept a `Filter`, mem0-style JSON (a mapping), or None."""
-    if value is None or isinstance(value, Comparison | Exists | And | Or | Not):
-        return value
-    return parse_mem0_filter(value)
+    """Accept a `Filter`, mem0-style JSON (a mapping), or None; either way within the bounds
+    (`check_filter_bounds`)."""
+    if value is None:
+        return None
+    expr = value if isinstance(value, Comparison | Exists | And | Or | Not) else parse_mem0_filter(value)
+    check_filter_bounds(expr)
+    return expr
+
+
+def check_filter_bounds(expr: Filter) -> None:
+    """`InvalidFilter` (field ``filter``) for a tree deeper than `MAX_FILTER_DEPTH` or with more than
+    `MAX_FILTER_CONDITIONS` conditions. Iterative, so no tree is too deep to be measured."""
+    conditions, stack = 0, [(expr, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_FILTER_DEPTH:
+            raise InvalidFilter(f"filter nests deeper than {MAX_FILTER_DEPTH} levels", field="filter")
+        if isinstance(node, And | Or):
+            stack.extend((item, depth + 1) for item in node.items)
+        elif isinstance(node, Not):
+            stack.append((node.item, depth + 1))
+        else:
+            in_list = isinstance(node, Comparison) and node.op in ("in", "nin")
+            conditions += max(1, len(node.value)) if in_list else 1  # type: ignore[union-attr, arg-type]
+        if conditions > MAX_FILTER_CONDITIONS:
+            raise InvalidFilter(f"filter holds more than {MAX_FILTER_CONDITIONS} conditions", field="filter")
 
 
 def referenced_fields(expr: Filter) -> set[str]:

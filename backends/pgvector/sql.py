@@ -94,28 +94,56 @@ def needs_python(expr: Filter) -> bool:
 
 
 def compile_filter(expr: Filter) -> Compiled:
-    """The `matches`/`raises` predicates of `expr` (call only when `needs_python(expr)` is False)."""
-    if isinstance(expr, Not):
-        inner = compile_filter(expr.item)
-        return Compiled(p_not(inner.matches), inner.raises)
+    """The `matches`/`raises` predicates of `expr` (call only when `needs_python(expr)` is False).
+
+    The SQL grows linearly with the filter, whatever its nesting. A filter that cannot raise (no ordering
+    operator) compiles to one boolean predicate. One that can compiles to a three-state value per row
+    (`_state`: 0 false, 1 true, 2 raises), whose And/Or short-circuit left to right like the reference
+    evaluator while naming each operand once."""
+    if not _can_raise(expr):
+        return Compiled(_matches(expr), const(False))
+    state = _state(expr)
+    return Compiled(Predicate(sql.SQL("({} = 1)").format(state)), Predicate(sql.SQL("({} = 2)").format(state)))
+
+
+def _can_raise(expr: Filter) -> bool:
+    """Whether evaluating `expr` may raise: it holds an ordering comparison."""
     if isinstance(expr, And | Or):
-        return _sequence(expr)
+        return any(_can_raise(item) for item in expr.items)
+    if isinstance(expr, Not):
+        return _can_raise(expr.item)
+    return isinstance(expr, Comparison) and expr.op in ORDERING_OPS
+
+
+def _matches(expr: Filter) -> Predicate:
+    """The predicate of a filter that cannot raise."""
+    if isinstance(expr, Not):
+        return p_not(_matches(expr.item))
+    if isinstance(expr, And):
+        return p_and(*(_matches(item) for item in expr.items))
+    if isinstance(expr, Or):
+        return p_or(*(_matches(item) for item in expr.items))
     if isinstance(expr, Exists):
-        return Compiled(_present(expr.field), const(False))
-    return _comparison(expr)
+        return _present(expr.field)
+    return _comparison(expr).matches
 
 
-def _sequence(expr: And | Or) -> Compiled:
-    """And/Or evaluate items left to right and stop at the first False (And) or True (Or)."""
-    continues_past: list[Predicate] = []
-    raises: list[Predicate] = []
-    parts: list[Compiled] = [compile_filter(item) for item in expr.items]
-    for part in parts:
-        raises.append(p_and(*continues_past, part.raises))
-        goes_on = part.matches if isinstance(expr, And) else p_not(part.matches)
-        continues_past.append(p_and(goes_on, p_not(part.raises)))
-    matches = p_and(*(p.matches for p in parts)) if isinstance(expr, And) else p_or(*(p.matches for p in parts))
-    return Compiled(matches, p_or(*raises))
+def _state(expr: Filter) -> sql.Composable:
+    """An integer per row: 0 when `expr` is false, 1 when true, 2 when evaluating it raises. And is the
+    first operand state that is not 1 (else 1), Or the first that is not 0 (else 0): ``COALESCE`` of
+    ``NULLIF``s, which evaluates each operand once and stops where the reference stops."""
+    if isinstance(expr, And | Or):
+        neutral = sql.SQL("1" if isinstance(expr, And) else "0")
+        return sql.SQL("COALESCE({})").format(sql.SQL(", ").join(
+            [*(sql.SQL("NULLIF({}, {})").format(_state(item), neutral) for item in expr.items), neutral]))
+    if isinstance(expr, Not):
+        return sql.SQL("(CASE {} WHEN 0 THEN 1 WHEN 1 THEN 0 ELSE 2 END)").format(_state(expr.item))
+    if not _can_raise(expr):
+        return sql.SQL("(CASE WHEN {} THEN 1 ELSE 0 END)").format(_matches(expr).sql)
+    assert isinstance(expr, Comparison)
+    compiled = _comparison(expr)
+    return sql.SQL("(CASE WHEN {} THEN 2 WHEN {} THEN 1 ELSE 0 END)").format(compiled.raises.sql,
+                                                                               compiled.matches.sql)
 
 
 def _is_scope(field: str) -> bool:

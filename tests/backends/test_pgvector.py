@@ -29,6 +29,7 @@ from memdock.backends.pgvector.schema import LATEST, Namespace, drop, setup
 from memdock.conformance import Status, run
 from memdock.embedding import Embedder
 from memdock.errors import Unsupported
+from memdock.filters import parse_mem0_filter
 from memdock.models import MemoryRecord, Scope
 from memdock.scoring import rank_by_cosine
 from tests.helpers.pg_server import PgServer, pg_server
@@ -151,6 +152,38 @@ def test_random_filters_compile_to_the_reference_semantics(pair: tuple[Memory, M
     """Includes the order in which And/Or raise InvalidFilter on a non-number."""
     pg, ref = pair
     assert answer(pg, flt) == answer(ref, flt), flt
+
+
+def nested_ordering_filter(depth: int) -> dict[str, Any]:
+    """OR(NOT(...), rating > level) nested `depth` times: an ordering comparison after a nested part at
+    every level (the shape that made the SQL double per level)."""
+    flt: dict[str, Any] = {"rating": {"lt": 3}}
+    for level in range(depth):
+        flt = {"OR": [{"NOT": flt}, {"rating": {"gt": level}}]}
+    return flt
+
+
+@pytest.mark.parametrize("shape", ["nested", "flat"])
+def test_filter_sql_grows_linearly_and_keeps_the_reference_semantics(pair: tuple[Memory, Memory],
+                                                                     shape: str) -> None:
+    """The SQL of a filter with ordering operators was exponential in its depth (x2 per level) and
+    quadratic in a flat AND's length; now it is linear in both, and still answers like the reference."""
+    from memdock.backends.pgvector.sql import compile_filter
+
+    def sql_bytes(flt: Any) -> int:
+        compiled = compile_filter(parse_mem0_filter(flt))
+        return len(repr(compiled.matches.sql)) + len(repr(compiled.raises.sql))
+
+    def build(n: int) -> dict[str, Any]:
+        if shape == "nested":
+            return nested_ordering_filter(n)
+        return {"AND": [{"rating": {"lt": 10 + i}} for i in range(n)]}
+
+    small, large = sql_bytes(build(5)), sql_bytes(build(10))
+    assert large < 2.5 * small, (small, large)  # doubling the filter (at most) doubles the SQL
+    pg, ref = pair
+    deep = build(10)
+    assert answer(pg, deep) == answer(ref, deep)
 
 
 # -- schema migrations -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from memdock.errors import InvalidFilter, InvalidInput
 from memdock.filters import (
+    MAX_FILTER_CONDITIONS,
     MAX_FILTER_DEPTH,
     And,
     Comparison,
@@ -358,6 +359,43 @@ def test_deep_not_nesting_is_refused() -> None:
         data = {"NOT": data}
     with pytest.raises(InvalidFilter):
         parse_mem0_filter(data)
+
+
+def test_a_filter_tree_built_in_python_meets_the_same_bounds() -> None:
+    tree: Any = Comparison("a", "eq", 1)
+    for _ in range(MAX_FILTER_DEPTH * 40):  # deeper than Python's recursion limit: still measured
+        tree = Not(tree)
+    with pytest.raises(InvalidFilter, match="deeper") as caught:
+        coerce_filter(tree)
+    assert caught.value.field == "filter"
+
+
+def test_more_conditions_than_the_bound_are_refused_before_any_backend_work() -> None:
+    fine = {"AND": [{"rating": {"gt": n}} for n in range(MAX_FILTER_CONDITIONS)]}
+    assert coerce_filter(fine) is not None
+    for too_many in ({"AND": [{"rating": {"gt": n}} for n in range(MAX_FILTER_CONDITIONS + 1)]},
+                     {"kind": {"in": [str(n) for n in range(MAX_FILTER_CONDITIONS + 1)]}}):
+        with pytest.raises(InvalidFilter, match="conditions") as caught:
+            coerce_filter(too_many)
+        assert caught.value.field == "filter"
+
+
+@pytest.mark.parametrize(("flt", "field"), [
+    ({"rating": float("nan")}, "rating"),
+    ({"rating": {"ne": float("inf")}}, "rating"),
+    ({"rating": {"in": [1, float("-inf")]}}, "rating"),
+    ({"rating": {"lt": float("nan")}}, "rating"),
+    ({"kind": "a\x00b"}, "kind"),
+    ({"kind": {"in": ["ok", "half \ud800"]}}, "kind"),
+    ({"bad\x00field": 1}, "filter"),
+    ({"owner": {"eq": {"name": float("nan")}}}, "owner"),
+])
+def test_operands_no_store_can_compare_are_refused_as_bad_filters(flt: Any, field: str) -> None:
+    """NaN, infinities, NUL and lone surrogates were answered as an outage (503) by pgvector and Chroma,
+    and `lt NaN` matched on pgvector but nothing in the reference: now a typed refusal naming the field."""
+    with pytest.raises(InvalidFilter) as caught:
+        coerce_filter(flt)
+    assert caught.value.field == field
 
 
 # -- scope fields ----------------------------------------------------------------------------------------
