@@ -9,7 +9,7 @@ import copy
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ParamSpec, Self, TypeVar
 
 from memdock.backend import Backend
@@ -20,6 +20,7 @@ from memdock.filters import Filter, coerce_filter
 from memdock.models import EventKind, HistoryEvent, MemoryRecord, Page, Scope, SearchHit, WriteResult, utcnow
 from memdock.urls import open_backend
 from memdock.validation import (
+    check_expires_at,
     check_limit,
     check_memory_id,
     check_metadata,
@@ -88,12 +89,9 @@ class Memory:
         again: its existing record comes back with event NONE. The batch is all or nothing."""
         the_scope = make_scope(scope, _ids(user_id, agent_id, run_id, app_id), required=True)
         base_metadata = check_metadata(metadata)
-        if expires_at is not None and (not isinstance(expires_at, datetime) or expires_at.tzinfo is None):
-            raise InvalidInput("must be a timezone-aware datetime", field="expires_at")
-        if expires_at is not None:
-            if Capability.TTL not in self.capabilities:
-                raise Unsupported(f"{self.name} does not honour expires_at (no TTL capability)")
-            expires_at = expires_at.astimezone(UTC)
+        expires_at = check_expires_at(expires_at)
+        if expires_at is not None and Capability.TTL not in self.capabilities:
+            raise Unsupported(f"{self.name} does not honour expires_at (no TTL capability)")
         if isinstance(data, str):
             items = [(check_text(data), base_metadata)]
         elif isinstance(data, Sequence) and not isinstance(data, bytes | bytearray):

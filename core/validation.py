@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -119,6 +120,19 @@ def _check_json(value: Any, path: str, depth: int = 0) -> None:
             _check_json(item, f"{path}[{index}]", depth + 1)
         return
     raise InvalidInput(f"{type(value).__name__} is not a JSON value", field=path)
+
+
+def check_expires_at(value: Any) -> datetime | None:
+    """None, or a timezone-aware datetime as UTC; one that names no UTC instant (9999-12-31 at -14:00
+    lies past year 9999) is refused too."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput("must be a timezone-aware datetime", field="expires_at")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput("lies outside the years 1-9999 in UTC", field="expires_at") from None
 
 
 def check_limit(limit: Any, field: str = "limit") -> int:

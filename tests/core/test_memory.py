@@ -551,6 +551,8 @@ BAD_INPUTS: list[tuple[str, str, Any]] = [
     ("lone surrogate in metadata key", "metadata", lambda m: add_fine(m, metadata={"\udfff": 1})),
     ("lone surrogate in scope id", "user_id", lambda m: m.add("fine text", user_id="u\ud800")),
     ("naive expires_at", "expires_at", lambda m: add_fine(m, expires_at=datetime(2030, 1, 1))),
+    ("expires_at past year 9999 in UTC", "expires_at",
+     lambda m: add_fine(m, expires_at=datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14))))),
     ("update nothing", "text", lambda m: m.update(m.export(user_id="u1")[0].id)),
     ("empty memory id", "memory_id", lambda m: m.get("")),
     ("bad filter", "color", lambda m: m.count(user_id="u1", filter={"color": {"regex": "x"}})),
