@@ -15,6 +15,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -31,10 +32,15 @@ from memdock.errors import (
 Translate = Callable[[Request, Exception], Response]
 TRANSLATED: tuple[type[Exception], ...] = (MemdockError, RequestValidationError, Unauthenticated, Forbidden)
 
+class UnreadableBody(InvalidInput):
+    """A body that is not text in the declared encoding (FastAPI cannot even parse it as JSON)."""
+
+
 STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (Unauthenticated, 401),
     (Forbidden, 403),
     (MemoryNotFound, 404),
+    (UnreadableBody, 400),
     (InvalidInput, 422),
     (Unsupported, 501),
     (AuthenticationFailed, 502),
@@ -78,8 +84,8 @@ def native_error(request: Request, exc: Exception) -> Response:
     field: str | None = getattr(exc, "field", None)
     message = str(exc)
     kind = type(exc).__name__
-    if isinstance(exc, RequestValidationError):
-        field, message = first_error(exc)
+    if isinstance(exc, RequestValidationError | UnreadableBody):
+        field, message = first_error(exc) if isinstance(exc, RequestValidationError) else ("body", exc.args[0])
         kind = "InvalidInput"
     body: dict[str, Any] = {
         "error": {"type": kind, "message": message, "field": field},
@@ -88,8 +94,11 @@ def native_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=status, headers=headers_for(status))
 
 
-def translating_route(translate: Translate) -> type[APIRoute]:
-    """An `APIRoute` class whose handlers answer translated errors instead of raising them."""
+def translating_route(translate: Translate, *, unreadable_bodies: bool = True) -> type[APIRoute]:
+    """An `APIRoute` class whose handlers answer translated errors instead of raising them. With
+    `unreadable_bodies`, a body FastAPI cannot decode (e.g. not UTF-8) is translated too, as
+    `UnreadableBody` (field ``body``); without, FastAPI's own 400 stands (what the FastAPI services a
+    compatible API mirrors answer)."""
 
     class TranslatingRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -100,6 +109,11 @@ def translating_route(translate: Translate) -> type[APIRoute]:
                     return await original(request)
                 except TRANSLATED as exc:
                     return translate(request, exc)
+                except HTTPException as exc:
+                    if not unreadable_bodies or exc.status_code != 400:
+                        raise
+                    unreadable = UnreadableBody("is not valid JSON text (UTF-8)", field="body")
+                    return translate(request, unreadable)
 
             return handler
 

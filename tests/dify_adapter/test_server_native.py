@@ -160,6 +160,8 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, Any], int, str | None]] = [
                                                       "expires_at": "2030-01-01T00:00:00"}}, 422, "expires_at"),
     ("malformed JSON", "POST", "/v1/memories", {"content": b"{bad", "headers": {"content-type": "application/json"}},
      400, "body"),
+    ("body not UTF-8", "POST", "/v1/memories", {"content": b'{"text": "\xff\xfe", "user_id": "u"}',
+                                                "headers": {"content-type": "application/json"}}, 400, "body"),
     ("limit too big", "GET", "/v1/memories", {"params": {"user_id": "u", "limit": 100000}}, 422, "limit"),
     ("filter not JSON", "GET", "/v1/count", {"params": {"user_id": "u", "filter": "{oops"}}, 422, "filter"),
     ("unknown operator", "POST", "/v1/search", {"json": {"query": "q", "user_id": "u",
