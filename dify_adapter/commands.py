@@ -1,14 +1,15 @@
-"""The Dify adapter's ``memdock`` commands: ``serve``, ``dify package`` and ``openapi``.
+"""The Dify adapter's ``memdock`` commands: ``serve``, ``mcp``, ``dify package`` and ``openapi``.
 
 A plugin module (entry point ``dify_adapter`` in the ``memdock`` group). Registering the commands only
-builds their options; each handler imports FastAPI, uvicorn, PyYAML and the server when it runs, and a
-missing one is reported in one line naming the extra to install.
+builds their options; each handler imports FastAPI, uvicorn, PyYAML, the MCP SDK and the server when it
+runs, and a missing one is reported in one line naming the extra to install.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from memdock.dify_adapter.mcp_server.options import add_arguments as mcp_arguments
 from memdock.dify_adapter.packaging.command import add_arguments as package_arguments
 from memdock.dify_adapter.server.options import add_arguments as serve_arguments
 from memdock.extras import require_extra
@@ -17,9 +18,12 @@ from memdock.hookspecs import AddCommand, hookimpl
 
 @hookimpl
 def register_commands(add_command: AddCommand) -> None:
-    """Add ``serve``, the ``dify`` group with ``package``, and ``openapi``."""
+    """Add ``serve``, ``mcp``, the ``dify`` group with ``package``, and ``openapi``."""
     sub = add_command("serve", _serve, "serve the backend over HTTP: native API, Dify External Knowledge, mem0 APIs")
     serve_arguments(sub)
+
+    sub = add_command("mcp", _mcp, "serve the memory tools over the Model Context Protocol (stdio or HTTP)")
+    mcp_arguments(sub)
 
     dify = add_command("dify", None, "the Dify plugin")
     dify_commands = dify.add_subparsers(required=True, metavar="COMMAND")
@@ -37,6 +41,16 @@ def _serve(args: argparse.Namespace) -> int:
     """Serve until interrupted (`memdock.dify_adapter.server.serve.run`)."""
     require_extra("server", "memdock serve", "fastapi", "uvicorn")
     from memdock.dify_adapter.server.serve import run
+
+    return run(args)
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    """Serve MCP until the client leaves or an interrupt (`memdock.dify_adapter.mcp_server.run.run`)."""
+    require_extra("mcp", "memdock mcp", "mcp")
+    if args.transport == "http":
+        require_extra("mcp", "memdock mcp --transport http", "uvicorn")
+    from memdock.dify_adapter.mcp_server.run import run
 
     return run(args)
 

@@ -39,6 +39,7 @@ SUBPACKAGES = (
     "memdock.dify_adapter.server",
     "memdock.dify_adapter.plugin_logic",
     "memdock.dify_adapter.packaging",
+    "memdock.dify_adapter.mcp_server",
     "memdock.conformance",
     "memdock.conformance.checks",
 )

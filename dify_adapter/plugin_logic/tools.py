@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from memdock.dify_adapter.plugin_logic.backend import CredentialsError, check_backend, open_memory
+from memdock.dify_adapter.plugin_logic.tool_specs import SCOPE_NAMES, TOOL_SPECS
 from memdock.errors import InvalidInput, MemdockError
 from memdock.memory import Memory
 from memdock.models import HistoryEvent, MemoryRecord, Scope, WriteResult
 from memdock.validation import make_scope
 
-SCOPE_PARAMETERS = ("user_id", "agent_id", "run_id")
+SCOPE_PARAMETERS = SCOPE_NAMES
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,28 @@ def run_tool(name: str, credentials: Mapping[str, Any], parameters: Mapping[str,
         raise ValueError(f"unknown tool {name!r}")
     try:
         memory = memory_for(credentials)
-        outputs = _TOOLS[name](memory, _Call(credentials, parameters))
+        outputs = perform(name, memory, ToolCall(parameters, lambda call, required: _dify_scope(
+            call, credentials, required=required)))
     except MemdockError as exc:
-        error = {"type": type(exc).__name__, "message": str(exc), "field": getattr(exc, "field", None)}
-        outputs = [ToolOutput("json", {"error": error}), ToolOutput("text", f"Error: {exc}")]
+        outputs = error_outputs(exc)
     return with_field_variables(outputs)
+
+
+def perform(name: str, memory: Memory, call: ToolCall) -> list[ToolOutput]:
+    """Run tool `name` on `memory` with the parameters and scope rule of `call`: its JSON output (shaped as
+    the tool spec's output schema says) and a short text. Raises memdock's typed errors (and `KeyError`
+    for an unknown tool); every front end shapes them with `error_outputs` or its own error channel."""
+    return _TOOLS[name](memory, call)
+
+
+def error_object(exc: MemdockError) -> dict[str, Any]:
+    """The ``error`` JSON of a failed call: the error's type name, its message and the field at fault."""
+    return {"type": type(exc).__name__, "message": str(exc), "field": getattr(exc, "field", None)}
+
+
+def error_outputs(exc: MemdockError) -> list[ToolOutput]:
+    """A failed call's outputs: JSON ``{"error": ...}`` and a text starting with ``Error:``."""
+    return [ToolOutput("json", {"error": error_object(exc)}), ToolOutput("text", f"Error: {exc}")]
 
 
 def with_field_variables(outputs: list[ToolOutput]) -> list[ToolOutput]:
@@ -101,14 +119,21 @@ def with_field_variables(outputs: list[ToolOutput]) -> list[ToolOutput]:
     return [*outputs, *fields]
 
 
-class _Call:
-    """The parameters of one call, read with clear errors naming the parameter."""
+ScopeRule = Callable[["ToolCall", bool], Scope | None]
+"""How a front end turns a call into its scope: ``rule(call, required)``, raising `ScopeRequired` when
+`required` and no id is given, or a typed error when the call names ids it may not use."""
 
-    def __init__(self, credentials: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:
-        self.credentials = credentials
+
+class ToolCall:
+    """The parameters of one call, read with clear errors naming the parameter, and the front end's rule
+    for its scope (`scope`)."""
+
+    def __init__(self, parameters: Mapping[str, Any], scope_rule: ScopeRule) -> None:
         self.parameters = parameters
+        self.scope_rule = scope_rule
 
     def text(self, name: str) -> str | None:
+        """A string parameter, or None when absent or blank; `InvalidInput` when not a string."""
         value = self.parameters.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
@@ -117,12 +142,14 @@ class _Call:
         return value
 
     def required(self, name: str) -> str:
+        """A string parameter that must be there."""
         value = self.text(name)
         if value is None:
             raise InvalidInput("is required", field=name)
         return value
 
     def json_object(self, name: str) -> dict[str, Any] | None:
+        """An object parameter, given as an object or as a JSON string; None when absent or blank."""
         raw = self.parameters.get(name)
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             return None
@@ -137,6 +164,7 @@ class _Call:
         return value
 
     def number(self, name: str, default: float | None) -> float | None:
+        """A finite number (or a string holding one); `default` when absent or blank."""
         value = self.parameters.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             return default
@@ -149,18 +177,28 @@ class _Call:
         return number
 
     def integer(self, name: str, default: int) -> int:
+        """A whole number; `default` when absent or blank."""
         value = self.number(name, float(default))
         if value is None or value != int(value):
             raise InvalidInput("must be a whole number", field=name)
         return int(value)
 
+    def scope_ids(self) -> dict[str, str | None]:
+        """The scope ids the call names (None for each it does not)."""
+        return {name: self.text(name) for name in SCOPE_PARAMETERS}
+
     def scope(self, *, required: bool) -> Scope | None:
-        """The call's scope ids, else the credentials' defaults."""
-        ids = {name: self.text(name) for name in SCOPE_PARAMETERS}
-        if not any(ids.values()):
-            ids = {**ids, **default_scope(self.credentials)}
-        scope = make_scope(None, ids, required=required)
-        return None if scope.is_empty() else scope
+        """The call's scope by the front end's rule (None for no scope, allowed only when not `required`)."""
+        return self.scope_rule(self, required)
+
+
+def _dify_scope(call: ToolCall, credentials: Mapping[str, Any], *, required: bool) -> Scope | None:
+    """Dify's rule: the call's scope ids, else the credentials' defaults."""
+    ids = call.scope_ids()
+    if not any(ids.values()):
+        ids = {**ids, **default_scope(credentials)}
+    scope = make_scope(None, ids, required=required)
+    return None if scope.is_empty() else scope
 
 
 def _record(record: MemoryRecord, score: float | None = None) -> dict[str, Any]:
@@ -186,7 +224,7 @@ def _event(event: HistoryEvent) -> dict[str, Any]:
             "created_at": event.created_at.isoformat()}
 
 
-def _add(memory: Memory, call: _Call) -> list[ToolOutput]:
+def _add(memory: Memory, call: ToolCall) -> list[ToolOutput]:
     scope = call.scope(required=True)
     text, user, assistant = call.text("text"), call.text("user"), call.text("assistant")
     if text is not None and (user or assistant):
@@ -204,7 +242,7 @@ def _add(memory: Memory, call: _Call) -> list[ToolOutput]:
     return [ToolOutput("json", {"results": [_written(r) for r in results]}), ToolOutput("text", summary)]
 
 
-def _search(memory: Memory, call: _Call) -> list[ToolOutput]:
+def _search(memory: Memory, call: ToolCall) -> list[ToolOutput]:
     hits = memory.search(call.required("query"), scope=call.scope(required=True), filter=call.json_object("filters"),
                          limit=call.integer("top_k", 5), threshold=call.number("threshold", None))
     block = "\n".join(f"- {h.record.text}" for h in hits)
@@ -215,7 +253,7 @@ def _search(memory: Memory, call: _Call) -> list[ToolOutput]:
     ]
 
 
-def _get_all(memory: Memory, call: _Call) -> list[ToolOutput]:
+def _get_all(memory: Memory, call: ToolCall) -> list[ToolOutput]:
     limit = call.integer("top_k", 100)
     page = memory.list(scope=call.scope(required=True), filter=call.json_object("filters"), limit=limit)
     more = page.next_cursor is not None
@@ -224,39 +262,40 @@ def _get_all(memory: Memory, call: _Call) -> list[ToolOutput]:
     return [ToolOutput("json", {"memories": items, "count": len(items), "more": more}), ToolOutput("text", text)]
 
 
-def _get(memory: Memory, call: _Call) -> list[ToolOutput]:
+def _get(memory: Memory, call: ToolCall) -> list[ToolOutput]:
     record = memory.get(call.required("memory_id"), scope=call.scope(required=False))
     return [ToolOutput("json", _record(record)), ToolOutput("text", record.text)]
 
 
-def _update(memory: Memory, call: _Call) -> list[ToolOutput]:
+def _update(memory: Memory, call: ToolCall) -> list[ToolOutput]:
     result = memory.update(call.required("memory_id"), text=call.text("text"), metadata=call.json_object("metadata"),
                            scope=call.scope(required=False))
     return [ToolOutput("json", _written(result)), ToolOutput("text", f"{result.event.value} {result.record.id}")]
 
 
-def _delete(memory: Memory, call: _Call) -> list[ToolOutput]:
+def _delete(memory: Memory, call: ToolCall) -> list[ToolOutput]:
     result = memory.delete(call.required("memory_id"), scope=call.scope(required=False))
     return [ToolOutput("json", _written(result)), ToolOutput("text", f"Deleted {result.record.id}")]
 
 
-def _delete_all(memory: Memory, call: _Call) -> list[ToolOutput]:
+def _delete_all(memory: Memory, call: ToolCall) -> list[ToolOutput]:
     deleted = memory.delete_all(scope=call.scope(required=True), filter=call.json_object("filters"))
     return [ToolOutput("json", {"deleted": deleted}), ToolOutput("text", _counted(deleted, "Deleted"))]
 
 
-def _history(memory: Memory, call: _Call) -> list[ToolOutput]:
+def _history(memory: Memory, call: ToolCall) -> list[ToolOutput]:
     events = memory.history(call.required("memory_id"), scope=call.scope(required=False))
     lines = "\n".join(f"{e.created_at.isoformat()} {e.event.value}: {e.old_text!r} -> {e.new_text!r}" for e in events)
     return [ToolOutput("json", {"history": [_event(e) for e in events]}),
             ToolOutput("text", lines or "No history recorded")]
 
 
-_TOOLS: dict[str, Callable[[Memory, _Call], list[ToolOutput]]] = {
+_TOOLS: dict[str, Callable[[Memory, ToolCall], list[ToolOutput]]] = {
     "add_memory": _add, "search_memory": _search, "get_all_memories": _get_all, "get_memory": _get,
     "update_memory": _update, "delete_memory": _delete, "delete_all_memories": _delete_all,
     "get_memory_history": _history,
 }
 
-TOOL_NAMES = tuple(_TOOLS)
-"""The tools, in the order the provider YAML lists them."""
+TOOL_NAMES = tuple(spec.name for spec in TOOL_SPECS)
+"""The tools, in the order the provider YAML lists them (`tool_specs.TOOL_SPECS`)."""
+assert set(TOOL_NAMES) == set(_TOOLS), "every tool spec has a runner and every runner a spec"
