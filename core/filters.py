@@ -277,9 +277,10 @@ def check_filter_bounds(expr: Filter) -> None:
             stack.extend((item, depth + 1) for item in node.items)
         elif isinstance(node, Not):
             stack.append((node.item, depth + 1))
+        elif isinstance(node, Comparison) and node.op in ("in", "nin"):
+            conditions += max(1, len(node.value))  # in/nin hold a tuple
         else:
-            in_list = isinstance(node, Comparison) and node.op in ("in", "nin")
-            conditions += max(1, len(node.value)) if in_list else 1  # type: ignore[union-attr, arg-type]
+            conditions += 1
         if conditions > MAX_FILTER_CONDITIONS:
             raise InvalidFilter(f"filter holds more than {MAX_FILTER_CONDITIONS} conditions", field="filter")
 
