@@ -1,4 +1,5 @@
-"""``memdock conformance URL [--json] [--group G]``: run the kit against a backend URL and print the report.
+"""``memdock conformance URL [--json] [--group G] [--seed N] [--thorough]``: run the kit against a backend URL
+and print the report.
 
 A plugin module (entry point ``conformance`` in the ``memdock`` group). Registering the command only
 builds its options; the kit (and Hypothesis, for its property checks) is imported when the command runs.
@@ -19,6 +20,10 @@ def register_commands(add_command: AddCommand) -> None:
     sub.add_argument("target_url", metavar="URL")
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--group", action="append", help="only this group (repeatable)")
+    sub.add_argument("--seed", type=int, default=None,
+                     help="seed of the randomised checks (default 15; a failure prints the seed to replay)")
+    sub.add_argument("--thorough", action="store_true",
+                     help="many more random sequences in the stateful check (slower)")
 
 
 def _conformance(args: argparse.Namespace) -> int:
@@ -27,6 +32,6 @@ def _conformance(args: argparse.Namespace) -> int:
     from memdock.conformance.report import as_json, as_table
     from memdock.conformance.runner import run
 
-    report = run(args.target_url, args.group)
+    report = run(args.target_url, args.group, seed=args.seed, thorough=args.thorough)
     print(as_json(report) if args.json else as_table(report))
     return 1 if report.failed else 0

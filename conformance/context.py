@@ -9,7 +9,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import memdock
 from memdock.backend import BackendURL
 from memdock.capabilities import Capability
+from memdock.errors import Unsupported
 from memdock.memory import Memory
+from memdock.models import SCOPE_FIELDS, Scope
 from memdock.urls import backend_class_for
 
 
@@ -29,21 +31,42 @@ def fresh_url(base_url: str) -> str:
     return parts._replace(query=urlencode(params)).geturl()
 
 
+DEFAULT_SEED = 15
+"""The seed of the kit's randomised checks unless ``--seed`` says otherwise: runs are the same every time."""
+
+
 @dataclass
 class CheckContext:
-    """A check's world. `memory` is open on `url`; `user`/`other` are scope ids no other check uses."""
+    """A check's world. `memory` is open on `url`; `user`/`other` are scope ids no other check uses.
+
+    `seed` seeds the randomised checks (the stateful differential check prints it with a failure, so a run
+    can be replayed with ``--seed``); `thorough` asks them for many more examples."""
 
     url: str
     memory: Memory
+    seed: int = DEFAULT_SEED
+    thorough: bool = False
     user: str = field(default_factory=lambda: f"u-{uuid.uuid4().hex[:10]}")
     other: str = field(default_factory=lambda: f"o-{uuid.uuid4().hex[:10]}")
     agent: str = field(default_factory=lambda: f"a-{uuid.uuid4().hex[:10]}")
 
     @classmethod
-    def open(cls, base_url: str) -> CheckContext:
+    def open(cls, base_url: str, *, seed: int = DEFAULT_SEED, thorough: bool = False) -> CheckContext:
         """Open a fresh namespace derived from `base_url`."""
         url = fresh_url(base_url)
-        return cls(url=url, memory=memdock.open(url))
+        return cls(url=url, memory=memdock.open(url), seed=seed, thorough=thorough)
+
+    def scope_fields(self) -> tuple[str, ...]:
+        """The scope fields the backend can store and query: `SCOPE_FIELDS` minus those a read under them
+        refuses with `Unsupported` (a service without ``app_id``, say). Checks using every field use these."""
+        fields = []
+        for name in SCOPE_FIELDS:
+            try:
+                self.memory.count(scope=Scope(**{name: f"probe-{uuid.uuid4().hex[:8]}"}))
+            except Unsupported:
+                continue
+            fields.append(name)
+        return tuple(fields)
 
     def has(self, capability: Capability) -> bool:
         """Whether the backend declares `capability`."""

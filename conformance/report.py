@@ -16,14 +16,19 @@ def as_table(report: Report) -> str:
             lines.append(f"{'':<12} -> {r.detail}")
     counts = {s: sum(1 for r in report.results if r.status.value == s) for s in ("PASS", "FAIL", "N/A")}
     lines.append(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['N/A']} n/a  level: {report.level}")
+    if report.failed:
+        lines.append(f"seed {report.seed}{' (thorough)' if report.thorough else ''}: replay with --seed {report.seed}")
     return "\n".join(lines)
 
 
 def as_json(report: Report) -> str:
-    """``{"url", "level", "results": [{"group", "check", "status", "detail"}]}``."""
+    """``{"url", "level", "seed", "thorough", "results": [{"group", "check", "status", "detail"}]}``; a FAIL's
+    detail names its failing inputs (the stateful check's: the seed and the minimal sequence)."""
     return json.dumps({
         "url": report.url,
         "level": report.level,
+        "seed": report.seed,
+        "thorough": report.thorough,
         "results": [
             {"group": r.group, "check": r.check, "status": r.status.value, "detail": r.detail} for r in report.results
         ],

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from memdock.backend import redact
-from memdock.conformance.context import CheckContext
+from memdock.conformance.context import DEFAULT_SEED, CheckContext
 from memdock.conformance.registry import Check, NotApplicable, all_checks
 from memdock.errors import InvalidInput
 
-BASE_GROUPS = frozenset({"crud", "dedup", "scope", "search", "pagination", "bad_input", "timestamps", "payloads"})
+BASE_GROUPS = frozenset({"crud", "dedup", "scope", "search", "pagination", "bad_input", "timestamps", "payloads",
+                         "stateful"})
 
 
 class Status(StrEnum):
@@ -42,6 +43,8 @@ class Report:
 
     url: str
     results: list[Result]
+    seed: int = DEFAULT_SEED
+    thorough: bool = False
 
     @property
     def failed(self) -> bool:
@@ -59,10 +62,11 @@ class Report:
         return "BASE" if passing and all(r.status is not Status.FAIL for r in base) else "PARTIAL"
 
 
-def run_check(item: Check, base_url: str) -> Result:
-    """Run one check on a fresh namespace; N/A when its capability is not declared."""
+def run_check(item: Check, base_url: str, *, seed: int = DEFAULT_SEED, thorough: bool = False) -> Result:
+    """Run one check on a fresh namespace; N/A when its capability is not declared. `seed` and `thorough`
+    reach the randomised checks (see `CheckContext`)."""
     started = time.perf_counter()
-    context = CheckContext.open(base_url)
+    context = CheckContext.open(base_url, seed=seed, thorough=thorough)
     try:
         if item.requires is not None and not context.has(item.requires):
             return Result(item.group, item.name, Status.NA, f"capability {item.requires.value} not declared", 0.0)
@@ -81,12 +85,15 @@ def run_check(item: Check, base_url: str) -> Result:
     return Result(item.group, item.name, status, detail, time.perf_counter() - started)
 
 
-def run(url: str, groups: Iterable[str] | None = None) -> Report:
-    """Run every check (or those of `groups`) against `url`."""
+def run(url: str, groups: Iterable[str] | None = None, *, seed: int | None = None, thorough: bool = False) -> Report:
+    """Run every check (or those of `groups`) against `url`; `seed` (default `DEFAULT_SEED`) and
+    `thorough` (many more random examples) reach the randomised checks."""
+    the_seed = DEFAULT_SEED if seed is None else seed
     wanted = set(groups) if groups else None
     known = {c.group for c in all_checks()}
     if wanted and not wanted <= known:
         raise InvalidInput(f"unknown group(s) {sorted(wanted - known)} (known: {', '.join(sorted(known))})",
                            field="group")
     checks = [c for c in all_checks() if wanted is None or c.group in wanted]
-    return Report(url=redact(url), results=[run_check(c, url) for c in checks])
+    results = [run_check(c, url, seed=the_seed, thorough=thorough) for c in checks]
+    return Report(url=redact(url), results=results, seed=the_seed, thorough=thorough)

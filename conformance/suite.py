@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from memdock.conformance.context import DEFAULT_SEED
 from memdock.conformance.registry import Check, all_checks
 from memdock.conformance.runner import Status, run_check
 
@@ -63,9 +64,17 @@ class ConformanceSuite:
         assert silent == [], f"checks overridden without declared_gap(reason): {silent}"
 
 
-def _make_test(check: Check) -> Callable[[ConformanceSuite, str], None]:
-    def test(self: ConformanceSuite, backend_url: str) -> None:
-        result = run_check(check, backend_url)
+def _options(request: pytest.FixtureRequest) -> tuple[int, bool]:
+    """``--memdock-seed`` and ``--memdock-thorough`` (defaults when the plugin's options are absent)."""
+    seed = request.config.getoption("--memdock-seed", default=None)
+    thorough = request.config.getoption("--memdock-thorough", default=False)
+    return (DEFAULT_SEED if seed is None else int(seed)), bool(thorough)
+
+
+def _make_test(check: Check) -> Callable[[ConformanceSuite, str, pytest.FixtureRequest], None]:
+    def test(self: ConformanceSuite, backend_url: str, request: pytest.FixtureRequest) -> None:
+        seed, thorough = _options(request)
+        result = run_check(check, backend_url, seed=seed, thorough=thorough)
         if result.status is Status.NA:
             pytest.skip(result.detail)
         assert result.status is Status.PASS, f"{check.group}/{check.name}: {result.detail}\n\n{check.doc}"

@@ -68,7 +68,9 @@ def make_embedder(name: str) -> Embedder:
 def open_backend(url: str | None = None, *, embedder: Embedder | None = None) -> OpenedBackend:
     """Parse `url` (default: `default_url()`), validate its settings and open the backend.
 
-    An explicit `embedder` overrides the URL's ``embedder=`` parameter.
+    An explicit `embedder` overrides the URL's ``embedder=`` parameter. A backend that embeds on its
+    service (`SERVER_SIDE_EMBEDDING`) takes neither: asking it for an embedder is `InvalidInput` (field
+    ``embedder``), not silently ignored, since its vectors are the service's.
     """
     if not url and not os.environ.get(URL_ENV) and embedder is None:  # the embedded default: one extra brings it
         require_extra("local", "memdock with no backend URL (embedded chroma:// and the minilm embedder)",
@@ -76,10 +78,13 @@ def open_backend(url: str | None = None, *, embedder: Embedder | None = None) ->
     parsed = BackendURL.parse(url or default_url())
     backend_class = backend_class_for(parsed)
     params = dict(parsed.params)
+    server_side = Capability.SERVER_SIDE_EMBEDDING in backend_class.capabilities
+    if server_side and ("embedder" in params or embedder is not None):
+        raise InvalidInput(f"{parsed.scheme}:// stores embed on their service; an embedder cannot be chosen here",
+                           field="embedder")
     embedder_name = params.pop("embedder", DEFAULT_EMBEDDER)
     parsed = replace(parsed, params=params)
     settings = backend_class.Settings.from_url(parsed)
-    server_side = Capability.SERVER_SIDE_EMBEDDING in backend_class.capabilities
     chosen = None if server_side else embedder or make_embedder(embedder_name)
     return OpenedBackend(backend=backend_class(settings, chosen), backend_class=backend_class, embedder=chosen,
                          url=parsed)

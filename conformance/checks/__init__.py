@@ -2,15 +2,22 @@
 
 from memdock.conformance.checks import (  # noqa: F401
     bad_input,
+    batches,
+    clock,
     concurrency,
     crud,
     filter_properties,
     filters,
     history,
+    identity,
     pagination,
     payloads,
     persistence,
+    reopen,
     scope,
+    scope_ids,
     search,
+    search_writes,
+    stateful,
     ttl,
 )

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import memdock
 from memdock.capabilities import Capability
 from memdock.conformance.context import CheckContext
-from memdock.conformance.registry import check
+from memdock.conformance.registry import NotApplicable, check
 
 
 @check("concurrency", requires=Capability.CONCURRENT_WRITES)
@@ -63,3 +63,34 @@ def check_parallel_duplicate_adds_store_once(ctx: CheckContext) -> None:
     with ThreadPoolExecutor(4) as pool:
         ids = set(pool.map(lambda _: ctx.memory.add("same text", user_id=ctx.user)[0].record.id, range(8)))
     assert len(ids) == 1 and ctx.memory.count(user_id=ctx.user) == 1, ids
+
+
+@check("concurrency", requires=Capability.CONCURRENT_WRITES)
+def check_parallel_updates_are_all_applied(ctx: CheckContext) -> None:
+    """4 threads with their own Memory objects update 20 memories (text and metadata) while others read and
+    add: every update is applied exactly, nothing is lost or duplicated. N/A without UPDATE.
+
+    Troubleshooting: an update must replace one record atomically (no read-modify-write of shared state
+    without a lock or a transaction).
+    """
+    if Capability.UPDATE not in ctx.memory.capabilities:
+        raise NotApplicable("capability update not declared")
+    ids = [ctx.memory.add(f"before {n}", user_id=ctx.user, metadata={"n": n})[0].record.id for n in range(20)]
+    writers = [memdock.open(ctx.url) for _ in range(4)]
+
+    def work(n: int) -> None:
+        own = writers[n % 4]
+        own.update(ids[n], text=f"after {n}", metadata={"n": n, "done": True})
+        own.add(f"extra {n}", user_id=ctx.user)
+        own.list(user_id=ctx.user, limit=5)
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(work, range(20)))
+    finally:
+        for own in writers:
+            own.close()
+    for n, memory_id in enumerate(ids):
+        got = ctx.memory.get(memory_id)
+        assert (got.text, got.metadata) == (f"after {n}", {"n": n, "done": True}), got
+    assert ctx.memory.count(user_id=ctx.user) == 40

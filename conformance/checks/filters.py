@@ -18,6 +18,8 @@ DATASET: list[tuple[str, dict[str, Any]]] = [
     ("plays chess on Sundays", {"kind": "hobby", "rating": 4, "note": None}),
     ("Reads Science Fiction", {"kind": "Hobby", "flag": 1, "nums": [1, True]}),
     ("has no metadata", {}),
+    ("Dotted And Cased", {"a.b": 1, "a": {"b": 2}, "kind": "Drink", "tags": ["Green tea", "TEA"], "rating": True,
+                          "caf\u00e9": "nfc", "note": "Mixed Case Note"}),
 ]
 
 
@@ -25,13 +27,32 @@ def _agree(ctx: CheckContext, flt: dict[str, Any]) -> None:
     for text, metadata in DATASET:
         ctx.memory.add(text, user_id=ctx.user, metadata=metadata)
     records = ctx.memory.list(user_id=ctx.user, limit=100).items
-    expected = sorted(r.text for r in records if evaluate(parse_mem0_filter(flt), r))
+    try:
+        expected = sorted(r.text for r in records if evaluate(parse_mem0_filter(flt), r))
+    except InvalidFilter:
+        _raises(ctx, flt)
+        return
     listed = sorted(r.text for r in ctx.memory.list(user_id=ctx.user, filter=flt, limit=100).items)
     assert listed == expected, f"list {flt}: got {listed}, reference says {expected}"
     counted = ctx.memory.count(user_id=ctx.user, filter=flt)
     assert counted == len(expected), f"count {flt}: got {counted}, reference says {len(expected)}"
     found = sorted(h.record.text for h in ctx.memory.search("tea", user_id=ctx.user, filter=flt, limit=100))
     assert found == expected, f"search {flt}: got {found}, reference says {expected}"
+
+
+def _raises(ctx: CheckContext, flt: dict[str, Any]) -> None:
+    """The reference raises InvalidFilter on `flt` over the dataset: list, count and search must too."""
+    calls: dict[str, Callable[[], object]] = {
+        "list": lambda: ctx.memory.list(user_id=ctx.user, filter=flt),
+        "count": lambda: ctx.memory.count(user_id=ctx.user, filter=flt),
+        "search": lambda: ctx.memory.search("tea", user_id=ctx.user, filter=flt),
+    }
+    for name, call in calls.items():
+        try:
+            call()
+        except InvalidFilter:
+            continue
+        raise AssertionError(f"{name} {flt}: expected InvalidFilter, as the reference evaluator raises")
 
 
 def _make(name: str, flt: dict[str, Any], requires: Capability, doc: str) -> None:
@@ -75,6 +96,25 @@ CASES: list[tuple[str, dict[str, Any], Capability, str]] = [
      "endswith is a case-sensitive suffix that ignores non-string values."),
     ("eq_empty_list_or_missing", {"OR": [{"tags": {"eq": []}}, {"NOT": {"tags": "*"}}]}, EQ,
      "eq [] matches only an empty list; NOT exists matches records lacking the field."),
+    ("dotted_field_is_a_top_level_key", {"a.b": 1}, EQ,
+     "a dotted field names the top-level key 'a.b', not the path a -> b."),
+    ("dotted_field_ne", {"a.b": {"ne": 2}}, EQ, "ne on a dotted key: the nested a.b = 2 is not that key."),
+    ("eq_is_case_sensitive_on_values", {"kind": {"in": ["drink"]}}, EQ, "in compares strings case-sensitively."),
+    ("startswith_case_variant", {"kind": {"startswith": "Dr"}}, Capability.CONTAINS,
+     "startswith is case-sensitive: 'Dr' matches 'Drink' only."),
+    ("icontains_case_variant", {"note": {"icontains": "mixed CASE"}}, Capability.CONTAINS,
+     "icontains folds case on both sides."),
+    ("contains_case_variant", {"kind": {"contains": "Dri"}}, Capability.CONTAINS,
+     "contains on a string is case-sensitive."),
+    ("contains_list_element_not_substring", {"tags": {"contains": "Green"}}, Capability.CONTAINS,
+     "contains on a list matches a whole element, not a substring inside one."),
+    ("endswith_on_list_values", {"tags": {"endswith": "tea"}}, Capability.CONTAINS,
+     "endswith matches string values only, not list elements."),
+    ("bool_is_not_ordered_like_a_number", {"rating": {"gte": 1}}, Capability.FILTER_RANGE,
+     "gte on a field holding true raises InvalidFilter (booleans are not numbers)."),
+    ("or_raises_when_a_later_branch_raises", {"OR": [{"kind": "car"}, {"kind": {"gt": 1}}]}, Capability.FILTER_RANGE,
+     "OR whose later branch compares a string with gt raises for records the first branch rejects."),
+    ("nfc_key_is_not_nfd", {"cafe\u0301": "*"}, EQ, "keys are compared as given: an NFD key does not name an NFC one."),
 ]
 for _name, _flt, _cap, _doc in CASES:
     _make(_name, _flt, _cap, _doc)

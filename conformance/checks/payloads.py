@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from memdock.capabilities import Capability
 from memdock.conformance.context import CheckContext
 from memdock.conformance.registry import check
 
@@ -41,3 +42,34 @@ def check_every_json_type_round_trips(ctx: CheckContext) -> None:
     got = ctx.memory.get(record.id).metadata
     assert got == metadata, got
     assert [type(got[k]) for k in ("i", "f", "t", "n")] == [int, float, bool, type(None)], got
+
+
+AWKWARD = {
+    "big": 2**53 + 1, "neg_big": -(2**63), "f": 0.1, "tiny": 5e-324, "huge": 1.5e300, "int_like_float": 3.0,
+    "empty_list": [], "empty_obj": {}, "a.b": "dotted key", "a": {"b": "nested under a"}, "nfc": "caf\u00e9",
+    "nfd": "cafe\u0301", "cafe\u0301": "NFD key", "caf\u00e9": "NFC key", "long": "v" * 20_000,
+    "list_of_mixed": [1, 1.0, True, None, "1", [], {}], "deep": {"x": {"y": {"z": [[[]]]}}},
+}
+
+
+@check("payloads", requires=Capability.NESTED_METADATA)
+def check_awkward_json_round_trips(ctx: CheckContext) -> None:
+    """Integers past 2^53 and 64-bit ones, subnormal and huge floats, 3.0 vs 3, [] and {}, a dotted key next
+    to an object under its first part, NFC and NFD spellings (as keys and values, kept apart), a 20 KB value
+    and mixed lists read back exactly, JSON types kept, through get, list and search.
+
+    Troubleshooting: store metadata as JSON text or jsonb (not float64 numbers, not flattened on dots, not
+    Unicode-normalised); parse it back with the JSON types it had.
+    """
+    from memdock.conformance.differential import canonical
+
+    record = ctx.memory.add("awkward payload", user_id=ctx.user, metadata=AWKWARD)[0].record
+    seen = {
+        "get": ctx.memory.get(record.id).metadata,
+        "list": ctx.memory.list(user_id=ctx.user).items[0].metadata,
+        "search": ctx.memory.search("awkward payload", user_id=ctx.user, limit=1)[0].record.metadata,
+    }
+    for where, got in seen.items():
+        wrong = sorted(k for k in AWKWARD if k not in got or canonical(got[k]) != canonical(AWKWARD[k]))
+        extra = sorted(set(got) - set(AWKWARD))
+        assert not wrong and not extra, f"{where}: keys read back differently {wrong}, extra keys {extra}"

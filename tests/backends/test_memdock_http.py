@@ -26,6 +26,7 @@ from memdock.backends.chroma import CAPABILITIES as CHROMA_CAPABILITIES
 from memdock.backends.memdock_http import KEY_ENV, MemdockHttpBackend, filter_to_json
 from memdock.conformance import Status, run
 from memdock.conformance.checks.filters import CASES
+from memdock.embedders.hashing import HashEmbedder
 from memdock.errors import InvalidFilter, InvalidInput, MemoryNotFound, Unsupported
 from memdock.filters import Comparison, Or, parse_mem0_filter
 from memdock.models import MemoryRecord, Scope
@@ -66,12 +67,15 @@ def user() -> str:
 # -- the conformance kit --------------------------------------------------------------------------------------
 
 
-def test_the_kit_through_the_client_reports_what_chroma_reports_directly(served: str, tmp_path: Path) -> None:
-    """`memdock conformance memdock+http://...` (the command itself) against the served Chroma, and the kit
-    on embedded Chroma in this process: no FAIL, the same level, the same status for every check."""
+def test_the_kit_through_the_client_reports_what_chroma_reports_directly(keys_file: Path, tmp_path: Path) -> None:
+    """`memdock conformance memdock+http://...` (the command itself) against a `memdock serve` on embedded
+    Chroma that allows reset (the kit checks it), and the kit on embedded Chroma in this process: no FAIL,
+    the same level, the same status for every check."""
     exe = shutil.which("memdock", path=str(Path(sys.executable).parent)) or "memdock"
-    done = subprocess.run([exe, "conformance", f"memdock+http://{served}?api_key={KEY}", "--json"],
-                          capture_output=True, text=True, timeout=900, check=False)
+    with memdock_server(f"chroma://{tmp_path}/served?embedder=hash", "--keys-file", str(keys_file),
+                        "--allow-reset") as base:
+        done = subprocess.run([exe, "conformance", f"memdock+{base}/v1?api_key={KEY}", "--json"],
+                              capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     through = json.loads(done.stdout)
     assert KEY not in done.stdout and "api_key=***" in through["url"]
@@ -139,6 +143,16 @@ def test_a_large_batch_goes_in_parts_and_stays_all_or_nothing(client: Memory, se
     assert info.value.field == "records[5].id", info.value
     assert client.count(user_id=who) == 5
     assert all(client.backend.get(r.id) is None for r in doomed[:5])
+
+
+def test_choosing_an_embedder_for_a_store_that_embeds_on_its_service_is_refused(served: str) -> None:
+    """The server's vectors are its own: ``embedder=`` (or an embedder object) was silently ignored."""
+    with pytest.raises(InvalidInput) as in_url:
+        memdock.open(f"memdock+http://{served}?api_key={KEY}&embedder=minilm")
+    assert in_url.value.field == "embedder"
+    with pytest.raises(InvalidInput) as given:
+        Memory.open(f"memdock+http://{served}?api_key={KEY}", embedder=HashEmbedder())
+    assert given.value.field == "embedder"
 
 
 # -- keys -----------------------------------------------------------------------------------------------------

@@ -185,3 +185,22 @@ def test_kit_results_are_the_same_shape_for_every_backend(tmp_path: Path) -> Non
     chroma_report = run(f"chroma://{tmp_path / 'shape'}", groups=["scope", "dedup"])
     assert [(r.group, r.check) for r in memory_report.results] == [(r.group, r.check) for r in chroma_report.results]
     assert all(r.status is Status.PASS for r in chroma_report.results)
+
+
+def test_the_cli_takes_a_seed_and_thorough_and_reports_them() -> None:
+    result = conformance_cli("memory://", "--group", "stateful", "--seed", "7", "--json")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert (report["seed"], report["thorough"]) == (7, False)
+    assert [(r["check"], r["status"]) for r in report["results"]] == [("random_sequences_agree_with_the_reference",
+                                                                       "PASS")]
+    default = json.loads(conformance_cli("memory://", "--group", "crud", "--json").stdout)
+    assert default["seed"] == 15
+
+
+def test_a_failing_report_names_the_seed_in_the_table(broken_schemes: None,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["conformance", "broken-scope://", "--group", "stateful", "--seed", "4"]) == 1
+    table = capsys.readouterr().out
+    assert "seed 4 (replay: --seed 4)" in table and "minimal sequence:" in table and "1. add(" in table
+    assert "replay with --seed 4" in table

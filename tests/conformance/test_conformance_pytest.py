@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from memdock.conformance import all_checks
@@ -30,7 +31,7 @@ def test_pyargs_runs_the_kit_against_the_reference_backend(tmp_path: Path) -> No
     assert result.returncode == 0, result.stdout[-3000:]
     found = counts(result.stdout)
     assert found["passed"] == checks_in("scope") + 1 and "failed" not in found  # + the meta-test
-    assert found["skipped"] == checks_in("persistence") == 2 and "capability persistence not declared" in result.stdout
+    assert found["skipped"] == checks_in("persistence") == 3 and "capability persistence not declared" in result.stdout
 
 
 def test_pyargs_checks_the_url_it_is_given(tmp_path: Path) -> None:
@@ -72,3 +73,21 @@ def test_overriding_a_check_with_a_declared_gap_is_reported_as_a_skip(tmp_path: 
     assert "declared gap: ranking is approximate" in result.stdout
     # every search check but the overridden one, plus the meta-test, pass
     assert counts(result.stdout) == {"passed": checks_in("search"), "skipped": 1}
+
+
+def test_pyargs_takes_the_seed_and_thorough_options(tmp_path: Path) -> None:
+    """--memdock-thorough reaches the stateful check: it runs many more sequences (so takes much longer)."""
+    started = time.perf_counter()
+    result = pytest_run("--pyargs", "memdock.conformance", "--memdock-url", "memory://", "--memdock-seed", "3",
+                        "--memdock-thorough", "-k", "stateful__", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert counts(result.stdout) == {"passed": 1}
+    thorough_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    quick = pytest_run("--pyargs", "memdock.conformance", "--memdock-url", "memory://", "--memdock-seed", "3", "-k",
+                       "stateful__", cwd=tmp_path)
+    assert quick.returncode == 0, quick.stdout[-3000:]
+    assert thorough_seconds > time.perf_counter() - started + 5
+    broken = pytest_run("--pyargs", "memdock.conformance", "--memdock-url", "nosuch-scheme://", "--memdock-seed",
+                        "3", "-k", "stateful__", cwd=tmp_path)
+    assert broken.returncode == 1 and "nosuch-scheme" in broken.stdout

@@ -41,8 +41,10 @@ def test_example_passes_the_kit_through_the_cli(fresh_venv: Path, tmp_path: Path
                              "--json"], capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     report = json.loads(result.stdout)
-    assert report["level"] == "FULL" and len(report["results"]) == len(all_checks()) >= 60
-    assert {r["status"] for r in report["results"]} == {"PASS"}
+    assert report["level"] == "BASE" and len(report["results"]) == len(all_checks()) >= 100
+    not_applicable = {r["check"]: r["detail"] for r in report["results"] if r["status"] != "PASS"}
+    assert not_applicable == {"reset_deletes_everything_when_supported":
+                              "reset() is not supported: SQLiteBackend cannot delete everything at once"}
 
 
 def test_example_passes_the_kit_through_pytest(fresh_venv: Path, tmp_path: Path) -> None:
