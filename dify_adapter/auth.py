@@ -10,8 +10,8 @@ file (``--keys-file``) holding restricted keys::
 A key with ``scopes`` may only touch memories whose scope lies inside one of them (a request scope must
 set every id an allowed scope sets, to the same value). A key with ``knowledge_ids`` may only query those
 knowledge ids through the External Knowledge API; without ``scopes`` as well it is a retrieval-only key,
-refused by every other API (its restriction would mean nothing there). No keys at all means an open server, which `serve`
-allows only on a loopback address.
+refused by every other API (its restriction would mean nothing there). No keys at all means an open
+server, which `serve` allows only on a loopback address.
 
 Presented keys are read here for every API, the server's and the plugin endpoint's alike
 (`authenticate_request`): each API names the forms it reads (`CredentialForms`) and turns `MissingKey` and

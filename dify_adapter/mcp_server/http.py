@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -22,6 +23,7 @@ from memdock.dify_adapter.mcp_server.scope import ScopePolicy
 from memdock.dify_adapter.mcp_server.server import create_server
 from memdock.errors import InvalidInput
 from memdock.memory import Memory
+from memdock.models import Scope as ScopeIds
 
 UNAUTHENTICATED = "a valid API key is required (Authorization: Bearer <key> or X-API-Key)"
 HEALTH_PATH = "/healthz"
@@ -78,6 +80,16 @@ def create_http_app(memory: Memory, policy: ScopePolicy, keys: KeyRing, *, host:
     health = Route(HEALTH_PATH, _healthz, methods=["GET"])
     app = server.streamable_http_app(streamable_http_path=path, host=host, custom_starlette_routes=[health])
     return RequireKey(app, keys)
+
+
+def create_mountable_app(memory: Memory, keys: KeyRing, *, host: str) -> tuple[RequireKey, Starlette]:
+    """The MCP API inside ``memdock serve`` (``--mount mcp=/mcp``): Streamable HTTP at the mount's root,
+    behind the server's keys; every call names its scope (`ScopePolicy` with no fixed ids, arguments
+    allowed) and a restricted key confines it, as on the other APIs. Returns the app to mount and the
+    SDK's Starlette app, whose lifespan (the session manager) the server must run."""
+    server = create_server(memory, ScopePolicy(ScopeIds(), allow_arguments=True), keys)
+    app = server.streamable_http_app(streamable_http_path="/", host=host)
+    return RequireKey(app, keys), app
 
 
 async def _healthz(request: Request) -> JSONResponse:

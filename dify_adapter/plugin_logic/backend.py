@@ -24,7 +24,6 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from memdock.backend import BackendURL
-
 from memdock.errors import AuthenticationFailed, BackendUnavailable, InvalidInput, MemdockError, Unsupported
 from memdock.memory import Memory
 from memdock.plugins import backend_classes

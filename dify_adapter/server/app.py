@@ -1,5 +1,5 @@
-"""The memdock HTTP server as an ASGI app: one open `Memory`, four APIs at configurable mount points,
-request ids, body limits and access logs. `create_app` is all `memdock serve` and the tests need.
+"""The memdock HTTP server as an ASGI app: one open `Memory`, five APIs at configurable mount points (MCP
+off by default), request ids, body limits and access logs. `create_app` is all `memdock serve` and the tests need.
 
 Routes are plain (synchronous) functions where they call the backend, so FastAPI runs them in its thread
 pool: a slow backend call never blocks the event loop, and ``/healthz`` (which touches no backend)
@@ -9,7 +9,7 @@ stays responsive.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, FastAPI, Request
@@ -18,6 +18,7 @@ from memdock.dify_adapter.server import mem0_server, mem0ai_api, native, retriev
 from memdock.dify_adapter.server.config import ServerConfig
 from memdock.dify_adapter.server.middleware import RequestContextMiddleware
 from memdock.errors import InvalidInput
+from memdock.extras import require_extra
 from memdock.memory import Memory
 
 ROUTERS: dict[str, APIRouter] = {
@@ -56,9 +57,22 @@ def create_app(memory: Memory, config: ServerConfig | None = None, *, close_memo
     if len(set(mem0_mounts)) != len(mem0_mounts):
         raise InvalidInput("the mem0-server and mem0ai-api dialects need different mount points", field="mount")
 
+    mcp_prefix = config.mounts.get("mcp")
+    mcp_app = None
+    if mcp_prefix is not None:
+        if not mcp_prefix:
+            raise InvalidInput("the MCP API needs a path prefix of its own, e.g. mcp=/mcp", field="mount")
+        require_extra("mcp", "the MCP API of memdock serve (--mount mcp=...)", "mcp")
+        from memdock.dify_adapter.mcp_server.http import create_mountable_app
+
+        mcp_app, mcp_starlette = create_mountable_app(memory, config.keys, host=config.host)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with AsyncExitStack() as stack:
+            if mcp_app is not None:  # the SDK's session manager lives in its app's lifespan
+                await stack.enter_async_context(mcp_starlette.router.lifespan_context(mcp_starlette))
+            yield
         if close_memory:
             memory.close()
 
@@ -76,5 +90,7 @@ def create_app(memory: Memory, config: ServerConfig | None = None, *, close_memo
         prefix = config.mounts.get(name)
         if prefix is not None:
             app.include_router(router, prefix=prefix)
+    if mcp_app is not None:
+        app.mount(mcp_prefix or "", mcp_app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=config.max_body_bytes)
     return app

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from memdock.dify_adapter.auth import KeyRing
 from memdock.dify_adapter.external_knowledge import KnowledgeMap
-from memdock.dify_adapter.server.options import API_NAMES, DEFAULT_MAX_BODY_BYTES, DEFAULT_MOUNTS
+from memdock.dify_adapter.server.options import API_NAMES, DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_MOUNTS
 from memdock.errors import InvalidInput
 
 __all__ = ["API_NAMES", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MOUNTS", "ServerConfig", "parse_mount"]
@@ -19,6 +19,7 @@ class ServerConfig:
 
     `mounts` maps each API name to its path prefix ("" = the root) or None (not served).
     `allow_reset` enables the mem0 routes that delete every memory of every scope (off by default).
+    `host` is the address the server listens on (the MCP API checks request Host headers against it).
     """
 
     keys: KeyRing = field(default_factory=KeyRing)
@@ -26,6 +27,7 @@ class ServerConfig:
     mounts: Mapping[str, str | None] = field(default_factory=lambda: dict(DEFAULT_MOUNTS))
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     allow_reset: bool = False
+    host: str = DEFAULT_HOST
 
 
 def parse_mount(spec: str, mounts: dict[str, str | None]) -> None:

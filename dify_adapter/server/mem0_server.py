@@ -202,8 +202,8 @@ def visible(memory: Memory, caller: Caller, memory_id: str) -> MemoryRecord | No
     return record if caller.may_touch(record.scope) else None
 
 
-router = APIRouter(route_class=translating_route(mem0_server_error, unreadable_bodies=False), tags=["mem0 server dialect"],
-                   dependencies=[Depends(request_caller)])
+router = APIRouter(route_class=translating_route(mem0_server_error, unreadable_bodies=False),
+                   tags=["mem0 server dialect"], dependencies=[Depends(request_caller)])
 """The mem0 server dialect's routes, relative to its mount point (``/mem0`` by default). Route functions
 carry no docstrings: FastAPI would publish them as descriptions in the OpenAPI document."""
 

@@ -130,8 +130,8 @@ def mem0ai_api_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=status)
 
 
-router = APIRouter(route_class=translating_route(mem0ai_api_error, unreadable_bodies=False), tags=["mem0ai-api dialect"],
-                   dependencies=[Depends(request_caller)])
+router = APIRouter(route_class=translating_route(mem0ai_api_error, unreadable_bodies=False),
+                   tags=["mem0ai-api dialect"], dependencies=[Depends(request_caller)])
 """The mem0ai-api dialect's routes, relative to its mount point (``/mem0ai-api`` by default). Route
 functions carry no docstrings: FastAPI would publish them as descriptions in the OpenAPI document."""
 

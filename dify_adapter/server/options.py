@@ -7,12 +7,13 @@ import argparse
 
 from memdock.scopes import SCOPE_FIELDS
 
-API_NAMES: tuple[str, ...] = ("native", "retrieval", "mem0-server", "mem0ai-api")
+API_NAMES: tuple[str, ...] = ("native", "retrieval", "mem0-server", "mem0ai-api", "mcp")
 DEFAULT_MOUNTS: dict[str, str | None] = {
     "native": "/v1",
     "retrieval": "",  # Dify appends /retrieval to the registered base URL: http://host:8765/retrieval
     "mem0-server": "/mem0",
     "mem0ai-api": "/mem0ai-api",
+    "mcp": None,  # off unless --mount mcp=/mcp (needs memdock[mcp]): MCP's Streamable HTTP at /mcp/
 }
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 

@@ -49,7 +49,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     for spec in args.mount:
         parse_mount(spec, mounts)
     return ServerConfig(keys=keys, knowledge=knowledge, mounts=mounts, max_body_bytes=args.max_body_bytes,
-                        allow_reset=args.allow_reset)
+                        allow_reset=args.allow_reset, host=args.host)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -380,3 +380,41 @@ def test_a_fixed_scope_http_server_serves_one_user_and_checks_the_host(tmp_path:
 
         run(scenario)
     assert_u1_intact(tmp_path / "store")
+
+
+# -- MCP inside memdock serve ---------------------------------------------------------------------------------
+
+
+def test_memdock_serve_mounts_mcp_beside_its_other_apis_with_the_same_keys(tmp_path: Path) -> None:
+    """``memdock serve --mount mcp=/mcp``: one process, all APIs; MCP calls name their scope, the server's
+    keys confine them, and what MCP stores the native API reads."""
+    from tests.helpers.memdock_server import memdock_server
+
+    with memdock_server(chroma_url(tmp_path), "--keys-file", str(keys_file(tmp_path)), "--mount", "mcp=/mcp") as base:
+        url = f"{base}/mcp/"
+        assert httpx2.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}).status_code == 401
+
+        async def scenario() -> None:
+            async with http_client(url, KEY_U1) as u1:
+                assert tuple(t.name for t in (await u1.list_tools()).tools) == TOOL_NAMES
+                added = (await call(u1, "add_memory", text=SECRET, user_id="u1"))["results"][0]
+                assert (await refused(u1, "get_all_memories", user_id="u2"))["type"] == "ScopeNotAllowed"
+                assert (await refused(u1, "get_all_memories"))["type"] == "ScopeRequired"
+            async with http_client(url, KEY_U2) as u2:
+                error = await refused(u2, "get_memory", memory_id=added["id"], user_id="u2")
+                assert error["type"] == "MemoryNotFound"
+
+        run(scenario)
+        native = httpx2.get(f"{base}/v1/memories", params={"user_id": "u1"},
+                            headers={"Authorization": f"Bearer {KEY_ALL}"})
+        assert [m["text"] for m in native.json()["items"]] == [SECRET]
+
+
+def test_the_mcp_mount_needs_a_prefix_of_its_own(tmp_path: Path) -> None:
+    from memdock.dify_adapter.server.app import create_app
+    from memdock.dify_adapter.server.config import ServerConfig
+    from memdock.dify_adapter.server.options import DEFAULT_MOUNTS
+
+    with Memory.open("memory://?embedder=hash") as memory, pytest.raises(InvalidInput) as caught:
+        create_app(memory, ServerConfig(mounts={**DEFAULT_MOUNTS, "mcp": ""}))
+    assert caught.value.field == "mount"
