@@ -324,6 +324,51 @@ class ChromaBackend(Backend):
         """A keyset page ordered by (created_at, id)."""
         return page_of(self._candidates(scope, where), limit, cursor)
 
+    def get_many(self, memory_ids: Sequence[str]) -> builtins.list[MemoryRecord]:
+        """The live records with these ids (with their vectors), in one request."""
+        if not memory_ids:
+            return []
+        now = self.now()
+        return [r for r in self._fetch(None, vectors=True, ids=list(memory_ids)) if not r.is_expired(now)]
+
+    def history_many(self, memory_ids: Sequence[str]) -> dict[str, builtins.list[HistoryEvent]]:
+        """Events of each memory, oldest first, in one request."""
+        out: dict[str, builtins.list[HistoryEvent]] = {memory_id: [] for memory_id in memory_ids}
+        if not memory_ids:
+            return out
+        got = self._guard(lambda: self._history.get(where={"memory_id": {"$in": list(memory_ids)}},
+                                                    include=["documents"]))
+        for event in sorted((HistoryEvent.model_validate_json(d) for d in got["documents"]),
+                            key=lambda e: e.created_at):
+            out[event.memory_id].append(event)
+        return out
+
+    def count_every(self) -> int:
+        """Number of records in the collection (expired ones included until they are deleted)."""
+        return int(self._guard(self._collection.count))
+
+    def list_every(self, limit: int, cursor: str | None, *, vectors: bool = False) -> Page:
+        """A page of every live record in Chroma's own storage order (offset paging: records added meanwhile
+        come last, none is repeated; a record deleted meanwhile may shift the next page by one). The cursor
+        is the offset of the next page, as text."""
+        try:
+            offset = int(cursor) if cursor is not None else 0
+            if offset < 0:
+                raise ValueError(cursor)
+        except ValueError:
+            raise InvalidInput("malformed cursor", field="cursor") from None
+        include = ["metadatas", "documents", *(["embeddings"] if vectors else [])]
+        got = self._guard(lambda: self._collection.get(limit=limit, offset=offset, include=include))
+        embeddings = got.get("embeddings") if vectors else None
+        now = self.now()
+        records = [
+            _from_chroma(i, got["documents"][n], got["metadatas"][n],
+                         embeddings[n] if embeddings is not None else None)
+            for n, i in enumerate(got["ids"])
+        ]
+        next_cursor = str(offset + len(records)) if len(records) == limit else None
+        return Page(items=[r for r in records if not r.is_expired(now)], next_cursor=next_cursor)
+
     def count(self, scope: Scope, where: Filter | None) -> int:
         """Number of live records in scope matching the filter."""
         return len(self._candidates(scope, where))

@@ -144,6 +144,16 @@ class ReferenceBackend(Backend):
         """Number of live records in scope matching the filter."""
         return len(self._visible(scope, where))
 
+    def count_every(self) -> int:
+        """Number of live records of every scope."""
+        return len(self._visible(Scope(), None))
+
+    def list_every(self, limit: int, cursor: str | None, *, vectors: bool = False) -> Page:
+        """A keyset page of every live record, ordered by (created_at, id), vectors included on request."""
+        page = page_of(self._visible(Scope(), None), limit, cursor)
+        update = {} if vectors else {"vector": None}
+        return Page(items=[r.model_copy(update=update, deep=True) for r in page.items], next_cursor=page.next_cursor)
+
     def reset(self) -> None:
         """Forget every record and event of this store."""
         with self._store.lock:

@@ -254,6 +254,29 @@ class Backend(ABC):
         checks scores exactly; migration reuses vectors)."""
         return None
 
+    def list_every(self, limit: int, cursor: str | None, *, vectors: bool = False) -> Page:
+        """One page of EVERY live record of this namespace, whatever its scope (for export and migration
+        of a whole store), at most `limit` per page; pass `next_cursor` back for the next page. Paging
+        never repeats a record and, while no record is deleted meanwhile, never skips one; the cursor
+        stays valid across processes (a migration resumes from it). With `vectors`, records carry their
+        stored vectors where the store returns them cheaply (None otherwise). Optional: the default raises
+        `Unsupported` (then export and migrate need scope ids)."""
+        raise Unsupported(f"{type(self).__name__} cannot list records across scopes; give scope ids")
+
+    def get_many(self, memory_ids: Sequence[str]) -> builtins.list[MemoryRecord]:
+        """The live records with these ids (missing and expired ones left out), in any order. Optional: the
+        default calls `get` once per id; a store that can read many ids at once overrides it."""
+        return [record for memory_id in memory_ids if (record := self.get(memory_id)) is not None]
+
+    def history_many(self, memory_ids: Sequence[str]) -> dict[str, builtins.list[HistoryEvent]]:
+        """`history` of each id, by id. Optional: the default calls `history` once per id."""
+        return {memory_id: self.history(memory_id) for memory_id in memory_ids}
+
+    def count_every(self) -> int:
+        """How many records this namespace holds, whatever their scope (may include expired ones not yet
+        purged: progress bars use it as an estimate). Optional: the default raises `Unsupported`."""
+        raise Unsupported(f"{type(self).__name__} cannot count records across scopes")
+
     def reset(self) -> None:
         """Delete every record and every history event of every scope in this namespace. Optional:
         the default raises `Unsupported`."""

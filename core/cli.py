@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from memdock.errors import InvalidInput, MemdockError
 from memdock.hookspecs import CommandHandler
 from memdock.plugins import backend_classes, command_manager, embedder_specs, list_plugins, load_failures
+from memdock.portability_commands import add_commands as add_portability_commands
 
 if TYPE_CHECKING:  # imported where a command runs, so that building the parser stays cheap
     from memdock.memory import Memory
@@ -120,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("memory_id")
     sub.add_argument("--json", action="store_true")
 
+    add_portability_commands(command)  # export, import, migrate (memdock.portability_commands)
     command_manager().hook.register_commands(add_command=command)
     return parser
 

@@ -16,7 +16,7 @@ from memdock.backend import Backend
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
 from memdock.errors import BackendUnavailable, InvalidInput, MemdockError, MemoryNotFound, Unsupported
-from memdock.filters import Filter, coerce_filter
+from memdock.filters import Filter, coerce_filter, evaluate
 from memdock.models import EventKind, HistoryEvent, MemoryRecord, Page, Scope, SearchHit, WriteResult, utcnow
 from memdock.urls import open_backend
 from memdock.validation import (
@@ -105,13 +105,16 @@ class Memory:
     def _add_locked(
         self, scope: Scope, items: list[tuple[str, dict[str, Any]]], expires_at: datetime | None
     ) -> list[WriteResult]:
-        results: list[WriteResult | None] = []
+        results: list[WriteResult | tuple[EventKind, int]] = []  # a result, or (event, index into `fresh`)
         fresh: list[MemoryRecord] = []
-        seen: dict[str, MemoryRecord] = {}
+        seen: dict[str, int] = {}
         now = utcnow()
         for text, metadata in items:
             digest = text_hash(text)
-            existing = seen.get(digest) or self._call(self.backend.find_duplicate, scope, text, digest)
+            if digest in seen:  # repeated within the batch: the record as stored (a service may assign its id)
+                results.append((EventKind.NONE, seen[digest]))
+                continue
+            existing = self._call(self.backend.find_duplicate, scope, text, digest)
             if existing is not None:
                 results.append(WriteResult(event=EventKind.NONE, record=_public(existing)))
                 continue
@@ -119,11 +122,12 @@ class Memory:
                 id=str(uuid.uuid4()), text=text, scope=scope, metadata=metadata, hash=digest,
                 created_at=now, updated_at=now, expires_at=expires_at,
             )
-            seen[digest] = record
+            seen[digest] = len(fresh)
             fresh.append(record)
-            results.append(None)
-        added = iter(self._store_new(fresh))
-        return [result or WriteResult(event=EventKind.ADD, record=_public(next(added))) for result in results]
+            results.append((EventKind.ADD, len(fresh) - 1))
+        stored = self._store_new(fresh)
+        return [result if isinstance(result, WriteResult)
+                else WriteResult(event=result[0], record=_public(stored[result[1]])) for result in results]
 
     def update(
         self,
@@ -289,51 +293,166 @@ class Memory:
             self._require(memory_id, scope)
         return events
 
+    def get_many(self, memory_ids: Sequence[str]) -> builtins.list[MemoryRecord]:
+        """The memories with these ids that exist (missing ones left out), in any order, in as few backend
+        calls as the backend allows (for migration and verification)."""
+        for memory_id in memory_ids:
+            check_memory_id(memory_id)
+        return [_public(r) for r in self._call(self.backend.get_many, builtins.list(memory_ids))]
+
+    def histories(self, memory_ids: Sequence[str]) -> dict[str, builtins.list[HistoryEvent]]:
+        """`history` of each id (an empty list where there is none), by id; `Unsupported` when the
+        backend keeps no history."""
+        if Capability.HISTORY not in self.capabilities:
+            raise Unsupported(f"{self.name} keeps no history")
+        for memory_id in memory_ids:
+            check_memory_id(memory_id)
+        found = self._call(self.backend.history_many, builtins.list(memory_ids))
+        return {memory_id: builtins.list(found.get(memory_id, [])) for memory_id in memory_ids}
+
     def export(self, **scope_ids: str | None) -> builtins.list[MemoryRecord]:
-        """Every memory in the scope, oldest first (for moving data between backends)."""
+        """Every memory in the scope, oldest first (for moving data between backends). Holds them all in
+        memory: `pages` streams instead."""
         the_scope = make_scope(None, scope_ids, required=True)
         return [_public(r) for r in self._iterate(the_scope, None)]
 
-    def import_(self, records: Sequence[MemoryRecord]) -> builtins.list[WriteResult]:
-        """Store records exported from another Memory, keeping their ids, scopes, metadata and times
-        (vectors are recomputed with this Memory's embedder). A record whose id, or whose text in the
-        same scope, is already stored is skipped with event NONE. All or nothing for the new ones."""
+    def pages(
+        self,
+        *,
+        scope: Scope | None = None,
+        filter: FilterInput = None,
+        vectors: bool = False,
+        page_size: int = 500,
+        cursor: str | None = None,
+    ) -> Iterator[Page]:
+        """Stream the store page by page (bounded memory), for export and migration: the records of `scope`
+        oldest first, or with no scope (or an empty one) EVERY record of the store through
+        `Backend.list_every` (`Unsupported` when the backend cannot list across scopes). Each page's
+        `next_cursor` resumes the stream after it (pass it as `cursor`, also in another process); a page
+        may be empty when `filter` drops all of it. With `vectors`, records keep the vectors the backend
+        returns (None where it returns none)."""
+        where = coerce_filter(filter)
+        limit = check_limit(page_size)
+        every = scope is None or scope.is_empty()
+        while True:
+            if every:
+                page = self._call(self.backend.list_every, limit, cursor, vectors=vectors)
+                items = [r for r in page.items if where is None or evaluate(where, r)]
+            else:
+                assert scope is not None
+                page = self._call(self.backend.list, scope, where, limit, cursor)
+                items = builtins.list(page.items)
+            yield Page(items=[r if vectors else _public(r) for r in items], next_cursor=page.next_cursor)
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def import_(
+        self,
+        records: Sequence[MemoryRecord],
+        *,
+        on_conflict: str = "skip",
+        keep_vectors: bool = False,
+        history: Mapping[str, Sequence[HistoryEvent]] | None = None,
+    ) -> builtins.list[WriteResult]:
+        """Store records exported from another Memory, keeping their ids, scopes, metadata and times (a
+        backend that assigns its own ids and times returns them in the results).
+
+        A record is already stored when its id, or its text in exactly its scope, is. `on_conflict` says
+        what then happens: ``skip`` (event NONE, the default), ``replace`` (the stored record takes the
+        incoming text, metadata and times, keeping its id: event UPDATE) or ``fail`` (`InvalidInput` naming
+        the record, before anything is written). Vectors are recomputed with this Memory's embedder unless
+        `keep_vectors` and a record's vector has the embedder's dimension (the caller vouches that it
+        comes from the same embedder); a server-side embedding backend gets text only. `history` maps an
+        incoming record's id to its events: when the backend keeps history they are recorded (re-pointed
+        at the stored id) instead of a fresh ADD event. All or nothing for the new records."""
+        if on_conflict not in ("skip", "replace", "fail"):
+            raise InvalidInput("must be skip, replace or fail", field="on_conflict")
         incoming = [MemoryRecord.model_validate(r.model_dump()) for r in records]
         for index, record in enumerate(incoming):
             check_text(record.text, field=f"records[{index}].text")
             record.metadata = check_metadata(record.metadata)
             if record.scope.is_empty():
                 raise InvalidInput("needs a scope id", field=f"records[{index}].scope")
+            if record.expires_at is not None and Capability.TTL not in self.capabilities:
+                raise Unsupported(f"{self.name} does not honour expires_at (no TTL capability): records[{index}]")
+            if not keep_vectors or self.embedder is None or (
+                record.vector is not None and len(record.vector) != self.embedder.dimension
+            ):
+                record.vector = None
         with self._write_lock:
             results: builtins.list[WriteResult | None] = []
             fresh: builtins.list[MemoryRecord] = []
-            for record in incoming:
+            replaced: builtins.list[tuple[MemoryRecord, MemoryRecord]] = []
+            batch: dict[tuple[str, ...], MemoryRecord] = {}  # earlier records of this batch, by id and by text
+            by_id = {r.id: r for r in self._call(self.backend.get_many, [r.id for r in incoming])}
+            for index, record in enumerate(incoming):
                 record.hash = text_hash(record.text)
-                existing = self._call(self.backend.get, record.id) or self._call(
-                    self.backend.find_duplicate, record.scope, record.text, record.hash
-                )
-                if existing is not None:
-                    results.append(WriteResult(event=EventKind.NONE, record=_public(existing)))
-                else:
+                keys = [("id", record.id), ("text", record.scope.model_dump_json(), record.hash)]
+                existing = next((batch[k] for k in keys if k in batch), None) or by_id.get(record.id) or self._call(
+                    self.backend.find_duplicate, record.scope, record.text, record.hash)
+                if existing is None:
+                    batch.update(dict.fromkeys(keys, record))
                     fresh.append(record)
                     results.append(None)
-            added = iter(self._store_new(fresh))
+                elif on_conflict == "fail":
+                    raise InvalidInput(f"memory {existing.id} is already stored", field=f"records[{index}].id")
+                elif on_conflict == "replace":
+                    replaced.append((existing, record.model_copy(update={"id": existing.id})))
+                    results.append(WriteResult(event=EventKind.UPDATE, record=_public(replaced[-1][1])))
+                else:
+                    results.append(WriteResult(event=EventKind.NONE, record=_public(existing)))
+            self._replace(replaced)
+            added = iter(self._store_new(fresh, history=history))
             return [result or WriteResult(event=EventKind.ADD, record=_public(next(added))) for result in results]
+
+    def import_history(self, events: Sequence[HistoryEvent]) -> None:
+        """Record history events brought from another store (migration repairs a record stored just before
+        a crash with them); nothing when the backend keeps no history."""
+        with self._write_lock:
+            self._record(builtins.list(events))
+
+    def stored_copy(self, record: MemoryRecord) -> MemoryRecord | None:
+        """The stored record that `import_` takes for `record`: the one with its id, else one holding its
+        text in exactly its scope; None when there is neither."""
+        return self._call(self.backend.get, record.id) or self._call(
+            self.backend.find_duplicate, record.scope, record.text, text_hash(record.text)
+        )
+
+    def _replace(self, pairs: builtins.list[tuple[MemoryRecord, MemoryRecord]]) -> None:
+        """Overwrite stored records with incoming ones (same id), recording UPDATE events."""
+        for old, new in pairs:
+            if new.vector is None:
+                new.vector = self._embed([new.text])[0]
+            self._call(self.backend.update, new)
+            self._record([self._event(old.id, EventKind.UPDATE, old.scope, old_text=old.text, new_text=new.text,
+                                      old_metadata=old.metadata, new_metadata=new.metadata)])
 
     # -- helpers --------------------------------------------------------------------------------------
 
-    def _store_new(self, fresh: builtins.list[MemoryRecord]) -> builtins.list[MemoryRecord]:
-        """Embed, store and record ADD events for new records; all or nothing. Returns the records as
-        stored (with the backend's own ids and times when it assigns them)."""
+    def _store_new(
+        self, fresh: builtins.list[MemoryRecord], *, history: Mapping[str, Sequence[HistoryEvent]] | None = None
+    ) -> builtins.list[MemoryRecord]:
+        """Embed (records without a vector), store and record ADD events for new records (or, for a record
+        whose id `history` maps, those events re-pointed at the stored id); all or nothing. Returns the
+        records as stored (with the backend's own ids and times when it assigns them)."""
         if not fresh:
             return []
-        for record, vector in zip(fresh, self._embed([r.text for r in fresh]), strict=True):
+        missing = [r for r in fresh if r.vector is None]
+        for record, vector in zip(missing, self._embed([r.text for r in missing]), strict=True):
             record.vector = vector
+        given_ids = [r.id for r in fresh]
         returned = self._call(self.backend.add, fresh)
         stored = fresh if returned is None else builtins.list(returned)
         if len(stored) != len(fresh):
             raise BackendUnavailable(f"{self.name} stored {len(stored)} records for {len(fresh)} given")
-        events = [self._event(r.id, EventKind.ADD, r.scope, new_text=r.text, new_metadata=r.metadata) for r in stored]
+        events: builtins.list[HistoryEvent] = []
+        for given_id, r in zip(given_ids, stored, strict=True):
+            carried = (history or {}).get(given_id)
+            if carried:
+                events.extend(e.model_copy(update={"memory_id": r.id}) for e in carried)
+            else:
+                events.append(self._event(r.id, EventKind.ADD, r.scope, new_text=r.text, new_metadata=r.metadata))
         try:
             self._record(events)
         except MemdockError:  # no memory without its ADD event

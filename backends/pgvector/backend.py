@@ -157,6 +157,22 @@ class PgvectorBackend(Backend):
         """A keyset page ordered by (created_at, id)."""
         return self._store.list(scope, where, limit, cursor)
 
+    def get_many(self, memory_ids: Sequence[str]) -> builtins.list[MemoryRecord]:
+        """The live records with these ids, in one query."""
+        return self._store.get_many(memory_ids)
+
+    def history_many(self, memory_ids: Sequence[str]) -> dict[str, builtins.list[HistoryEvent]]:
+        """Events of each memory, in one query."""
+        return self._store.history_many(memory_ids)
+
+    def count_every(self) -> int:
+        """Number of live records of the table."""
+        return self._store.count(Scope(), None)
+
+    def list_every(self, limit: int, cursor: str | None, *, vectors: bool = False) -> Page:
+        """A keyset page of every live record of the table, ordered by (created_at, id) (without vectors)."""
+        return self._store.list(Scope(), None, limit, cursor)
+
     def count(self, scope: Scope, where: Filter | None) -> int:
         """Matching live records."""
         return self._store.count(scope, where)

@@ -18,11 +18,13 @@
 from __future__ import annotations
 
 import builtins
+import json
 import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -316,9 +318,33 @@ class PgvectorStore:
 
     def history(self, memory_id: str) -> builtins.list[HistoryEvent]:
         """Events of one memory, oldest first (recording order breaks ties)."""
+        return self.history_many([memory_id]).get(memory_id, [])
+
+    def get_many(self, memory_ids: Sequence[str]) -> builtins.list[MemoryRecord]:
+        """The live records with these ids (with their vectors), in one query."""
+        if not memory_ids:
+            return []
         with self._transaction() as conn:
-            rows = conn.execute(sql.SQL("SELECT {} FROM {} WHERE memory_id = %s ORDER BY created_at, seq").format(
-                sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS)), self._history_table), [memory_id]).fetchall()
+            found = self._select(conn, [Bound(sql.SQL("id = ANY(%s)"), [list(memory_ids)])], sql.SQL(""),
+                                 vectors=True)
+        now = self.now()
+        return [r for r in found if not r.is_expired(now)]
+
+    def history_many(self, memory_ids: Sequence[str]) -> dict[str, builtins.list[HistoryEvent]]:
+        """Events of each memory, oldest first (recording order breaks ties), in one query."""
+        out: dict[str, builtins.list[HistoryEvent]] = {memory_id: [] for memory_id in memory_ids}
+        if not memory_ids:
+            return out
+        with self._transaction() as conn:
+            rows = conn.execute(sql.SQL("SELECT {} FROM {} WHERE memory_id = ANY(%s) ORDER BY created_at, seq").format(
+                sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS)), self._history_table),
+                [list(memory_ids)]).fetchall()
+        for event in self._events(rows):
+            out[event.memory_id].append(event)
+        return out
+
+    @staticmethod
+    def _events(rows: builtins.list[Any]) -> builtins.list[HistoryEvent]:
         return [
             HistoryEvent(id=r[0], memory_id=r[1], event=EventKind(r[2]), old_text=r[3], new_text=r[4],
                          old_metadata=r[5], new_metadata=r[6],
@@ -338,7 +364,22 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _jsonb(value: Any) -> Jsonb | None:
-    return None if value is None else Jsonb(value)
+    return None if value is None else Jsonb(value, dumps=_json_text)
+
+
+def _json_text(value: Any) -> str:
+    """JSON whose floats keep a decimal point: jsonb stores numbers as numeric, so ``1e+20`` would read
+    back as the integer 100000000000000000000; ``100000000000000000000.0`` reads back as the float."""
+    if isinstance(value, float):
+        text = repr(value)
+        if "e" in text or "E" in text:
+            text = format(Decimal(text), "f")
+        return text if "." in text else f"{text}.0"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{_json_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_json_text(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _vector(vector: Sequence[float] | None) -> Any:
