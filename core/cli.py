@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from memdock.cli_args import json_arg, scope_args, scope_of
 from memdock.errors import InvalidInput, MemdockError
 from memdock.hookspecs import CommandHandler
 from memdock.plugins import backend_classes, command_manager, embedder_specs, list_plugins, load_failures
@@ -24,7 +25,7 @@ from memdock.portability_commands import add_commands as add_portability_command
 
 if TYPE_CHECKING:  # imported where a command runs, so that building the parser stays cheap
     from memdock.memory import Memory
-    from memdock.models import HistoryEvent, MemoryRecord, Scope, SearchHit, WriteResult
+    from memdock.models import HistoryEvent, MemoryRecord, SearchHit, WriteResult
 
 Handler = CommandHandler
 
@@ -81,28 +82,28 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("add", _add, "store a memory")
     sub.add_argument("text")
-    _scope_args(sub)
-    sub.add_argument("--metadata", type=_json_arg("metadata"), help="a JSON object")
+    scope_args(sub)
+    sub.add_argument("--metadata", type=json_arg("metadata"), help="a JSON object")
     sub.add_argument("--json", action="store_true")
 
     sub = command("search", _search, "find the memories most similar to a query")
     sub.add_argument("query")
-    _scope_args(sub)
+    scope_args(sub)
     sub.add_argument("--limit", type=int, default=10)
     sub.add_argument("--threshold", type=float, help="minimum score in [0, 1]")
-    sub.add_argument("--filter", type=_json_arg("filter"), help='mem0-style JSON, e.g. {"rating": {"gte": 4}}')
+    sub.add_argument("--filter", type=json_arg("filter"), help='mem0-style JSON, e.g. {"rating": {"gte": 4}}')
     sub.add_argument("--json", action="store_true")
 
     sub = command("list", _list, "list memories in a scope, oldest first")
-    _scope_args(sub)
+    scope_args(sub)
     sub.add_argument("--limit", type=int, default=100)
     sub.add_argument("--cursor")
-    sub.add_argument("--filter", type=_json_arg("filter"))
+    sub.add_argument("--filter", type=json_arg("filter"))
     sub.add_argument("--json", action="store_true")
 
     sub = command("count", _count, "count memories in a scope")
-    _scope_args(sub)
-    sub.add_argument("--filter", type=_json_arg("filter"))
+    scope_args(sub)
+    sub.add_argument("--filter", type=json_arg("filter"))
 
     sub = command("get", _get, "show one memory")
     sub.add_argument("memory_id")
@@ -111,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("update", _update, "change a memory's text and/or metadata")
     sub.add_argument("memory_id")
     sub.add_argument("--text")
-    sub.add_argument("--metadata", type=_json_arg("metadata"))
+    sub.add_argument("--metadata", type=json_arg("metadata"))
     sub.add_argument("--json", action="store_true")
 
     sub = command("delete", _delete, "delete one memory")
@@ -131,28 +132,6 @@ def _group_without_command(group: argparse.ArgumentParser) -> Handler:
         group.error("a command is required")  # exits with status 2, like any usage error
 
     return refuse
-
-
-def _scope_args(parser: argparse.ArgumentParser) -> None:
-    for name in ("user-id", "agent-id", "run-id", "app-id"):
-        parser.add_argument(f"--{name}")
-
-
-def _json_arg(field: str) -> Callable[[str], Any]:
-    def parse(raw: str) -> Any:
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise argparse.ArgumentTypeError(f"{field} is not valid JSON: {exc.msg}") from None
-
-    return parse
-
-
-def _scope(args: argparse.Namespace) -> Scope:
-    from memdock.validation import make_scope
-
-    ids = {"user_id": args.user_id, "agent_id": args.agent_id, "run_id": args.run_id, "app_id": args.app_id}
-    return make_scope(None, ids, required=False)
 
 
 def _open(args: argparse.Namespace) -> Memory:
@@ -210,7 +189,7 @@ def _backends(args: argparse.Namespace) -> int:
 
 def _add(args: argparse.Namespace) -> int:
     with _open(args) as memory:
-        results = memory.add(args.text, metadata=args.metadata, scope=_scope(args))
+        results = memory.add(args.text, metadata=args.metadata, scope=scope_of(args))
     if args.json:
         _emit([_write_json(r) for r in results])
     for result in results if not args.json else []:
@@ -225,7 +204,7 @@ def _write_json(result: WriteResult) -> dict[str, Any]:
 def _search(args: argparse.Namespace) -> int:
     with _open(args) as memory:
         hits = memory.search(args.query, filter=args.filter, limit=args.limit, threshold=args.threshold,
-                             scope=_scope(args))
+                             scope=scope_of(args))
     if args.json:
         _emit([_hit_json(hit) for hit in hits])
         return 0
@@ -240,7 +219,7 @@ def _hit_json(hit: SearchHit) -> dict[str, Any]:
 
 def _list(args: argparse.Namespace) -> int:
     with _open(args) as memory:
-        page = memory.list(filter=args.filter, limit=args.limit, cursor=args.cursor, scope=_scope(args))
+        page = memory.list(filter=args.filter, limit=args.limit, cursor=args.cursor, scope=scope_of(args))
     if args.json:
         _emit({"items": [_record_json(r) for r in page.items], "next_cursor": page.next_cursor})
         return 0
@@ -253,7 +232,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _count(args: argparse.Namespace) -> int:
     with _open(args) as memory:
-        print(memory.count(filter=args.filter, scope=_scope(args)))
+        print(memory.count(filter=args.filter, scope=scope_of(args)))
     return 0
 
 

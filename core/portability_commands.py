@@ -12,12 +12,13 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from memdock.cli_args import json_arg, scope_args, scope_of
 
 if TYPE_CHECKING:
     from memdock.memory import Memory
     from memdock.migration import Summary
-    from memdock.models import Scope
 
 AddCommand = Callable[..., argparse.ArgumentParser]
 
@@ -27,8 +28,8 @@ def add_commands(command: AddCommand) -> None:
     sub = command("export", _export, "write memories to an archive file (JSON Lines; gzip for .gz)")
     sub.add_argument("source", nargs="?", metavar="URL", help="backend URL (default: --url / $MEMDOCK_URL)")
     sub.add_argument("-o", "--output", required=True, metavar="FILE", help="archive to write (.jsonl or .jsonl.gz)")
-    _scope_args(sub)
-    sub.add_argument("--filter", type=_json_arg("filter"), help="mem0-style JSON filter")
+    scope_args(sub)
+    sub.add_argument("--filter", type=json_arg("filter"), help="mem0-style JSON filter")
     sub.add_argument("--with-vectors", action="store_true", help="include each record's vector")
     sub.add_argument("--with-history", action="store_true", help="include each record's history events")
     _common(sub)
@@ -47,8 +48,8 @@ def add_commands(command: AddCommand) -> None:
     sub = command("migrate", _migrate, "copy memories from one backend to another, resumably, and verify them")
     sub.add_argument("source", metavar="SRC_URL")
     sub.add_argument("destination", metavar="DST_URL")
-    _scope_args(sub)
-    sub.add_argument("--filter", type=_json_arg("filter"), help="mem0-style JSON filter")
+    scope_args(sub)
+    sub.add_argument("--filter", type=json_arg("filter"), help="mem0-style JSON filter")
     sub.add_argument("--re-embed", action="store_true", help="recompute vectors even when the embedders match")
     sub.add_argument("--dry-run", action="store_true", help="read the source and report; write nothing")
     sub.add_argument("--no-history", action="store_true", help="do not carry history events")
@@ -63,28 +64,6 @@ def add_commands(command: AddCommand) -> None:
 def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--batch", type=int, default=500, metavar="N", help="records per batch (1-1000, default 500)")
     sub.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-
-
-def _scope_args(parser: argparse.ArgumentParser) -> None:
-    for name in ("user-id", "agent-id", "run-id", "app-id"):
-        parser.add_argument(f"--{name}")
-
-
-def _json_arg(field: str) -> Callable[[str], Any]:
-    def parse(raw: str) -> Any:
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise argparse.ArgumentTypeError(f"{field} is not valid JSON: {exc.msg}") from None
-
-    return parse
-
-
-def _scope(args: argparse.Namespace) -> Scope:
-    from memdock.validation import make_scope
-
-    ids = {"user_id": args.user_id, "agent_id": args.agent_id, "run_id": args.run_id, "app_id": args.app_id}
-    return make_scope(None, ids, required=False)
 
 
 def _open(url: str | None) -> Memory:
@@ -107,7 +86,7 @@ def _export(args: argparse.Namespace) -> int:
 
     url = args.source or args.url
     with _open(url) as memory:
-        summary = export_archive(memory, Path(args.output), scope=_scope(args), filter=args.filter,
+        summary = export_archive(memory, Path(args.output), scope=scope_of(args), filter=args.filter,
                                  with_vectors=args.with_vectors, with_history=args.with_history,
                                  source=redact(url or default_url()), batch=args.batch,
                                  progress=reporter_for(quiet=args.quiet))
@@ -131,7 +110,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from memdock.migration import migrate
     from memdock.progress import reporter_for
 
-    scope = _scope(args)
+    scope = scope_of(args)
     identity = {"source": redact(args.source), "destination": redact(args.destination),
                 "scope": json.dumps(scope.ids(), sort_keys=True),
                 "filter": json.dumps(args.filter, sort_keys=True)}

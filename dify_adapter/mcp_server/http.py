@@ -21,33 +21,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from memdock.dify_adapter.auth import SERVER_FORMS, CredentialError, KeyRing, authenticate_request
 from memdock.dify_adapter.mcp_server.scope import ScopePolicy
 from memdock.dify_adapter.mcp_server.server import create_server
-from memdock.errors import InvalidInput
+from memdock.dify_adapter.server.serve import check_bind
 from memdock.memory import Memory
 from memdock.models import Scope as ScopeIds
 
 UNAUTHENTICATED = "a valid API key is required (Authorization: Bearer <key> or X-API-Key)"
 HEALTH_PATH = "/healthz"
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_bind(host: str, keys: KeyRing) -> None:
-    """`InvalidInput` (field ``host``) when asked to listen beyond loopback without any API key."""
-    if keys.is_open() and not is_loopback(host):
-        raise InvalidInput(
-            f"refusing to listen on {host} without an API key: set MEMDOCK_API_KEYS, --api-key or --keys-file",
-            field="host",
-        )
 
 
 class RequireKey:

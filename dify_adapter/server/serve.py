@@ -32,16 +32,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_bind(host: str, keys: KeyRing) -> None:
+    """`InvalidInput` (field ``host``) when asked to listen beyond loopback without any API key (the rule
+    of every memdock server: ``serve`` and ``mcp --transport http``)."""
+    if keys.is_open() and not is_loopback(host):
+        raise InvalidInput(
+            f"refusing to listen on {host} without an API key: set MEMDOCK_API_KEYS, --api-key or --keys-file",
+            field="host",
+        )
+
+
 def build_config(args: argparse.Namespace) -> ServerConfig:
     """The server configuration from parsed arguments; `InvalidInput` names a bad option."""
     if not 1024 <= args.max_body_bytes <= 64 * 1024 * 1024:
         raise InvalidInput("must be from 1024 to 67108864", field="max_body_bytes")
     keys = KeyRing.from_sources(args.api_key, args.keys_file)
-    if keys.is_open() and not is_loopback(args.host):
-        raise InvalidInput(
-            f"refusing to listen on {args.host} without an API key: set MEMDOCK_API_KEYS, --api-key or --keys-file",
-            field="host",
-        )
+    check_bind(args.host, keys)
     default_field = None if args.knowledge_default == "none" else args.knowledge_default
     knowledge = (KnowledgeMap.from_file(args.knowledge_map, default_field) if args.knowledge_map
                  else KnowledgeMap(default_field=default_field))
