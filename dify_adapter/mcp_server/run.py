@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from memdock.dify_adapter.mcp_server.http import check_bind, create_http_app
+    from memdock.dify_adapter.mcp_server.http import create_http_app
+    from memdock.dify_adapter.server.serve import check_bind
 
     keys = KeyRing.from_sources(args.api_key, args.keys_file)
     check_bind(args.host, keys)
