@@ -370,6 +370,8 @@ class Memory:
             raise InvalidInput("must be skip, replace or fail", field="on_conflict")
         incoming = [MemoryRecord.model_validate(r.model_dump()) for r in records]
         for index, record in enumerate(incoming):
+            if not record.id.strip():
+                raise InvalidInput("must be a non-empty string", field=f"records[{index}].id")
             check_text(record.text, field=f"records[{index}].text")
             record.metadata = check_metadata(record.metadata)
             if record.scope.is_empty():

@@ -765,6 +765,20 @@ def test_export_then_import_moves_memories_between_stores_keeping_ids() -> None:
     assert [r.event.value for r in target.import_(exported)] == ["NONE", "NONE"]
 
 
+def test_import_refuses_a_blank_id_naming_the_record_and_stores_nothing() -> None:
+    """An id "" was stored, and then only delete_all could remove it."""
+    source = memdock.open("memory://", embedder=make_test_embedder())
+    source.add("kept fine", user_id="u1")
+    source.add("blank id", user_id="u1")
+    good, bad = source.export(user_id="u1")
+    target = memdock.open("memory://", embedder=make_test_embedder())
+    for blank in ("", "  "):
+        with pytest.raises(InvalidInput) as info:
+            target.import_([good, bad.model_copy(update={"id": blank})])
+        assert info.value.field == "records[1].id"
+    assert target.count(user_id="u1") == 0
+
+
 def test_conflicting_scope_arguments_are_refused() -> None:
     memory = memdock.open("memory://", embedder=make_test_embedder())
     with pytest.raises(InvalidInput) as info:
