@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from memdock.urls import make_embedder
-from tests.helpers.mem0_standins import Reply, Seen, StandIn, standin
+from tests.helpers.mem0_standins import Reply, Seen, StandIn, fastapi_422, fastapi_missing, standin
 
 IDS = ("user_id", "agent_id", "run_id")
 IDENTITY = frozenset({*IDS, "actor_id"})
@@ -159,14 +159,14 @@ class Mem0ServerStandIn:
 
     def _add(self, seen: Seen) -> Reply:
         body = seen.body
-        problem = _fields(body, {"messages": list}, optional={"user_id": str, "agent_id": str, "run_id": str,
+        problem = fastapi_422(body, {"messages": list}, optional={"user_id": str, "agent_id": str, "run_id": str,
                                                               "metadata": dict, "infer": bool,
                                                               "expiration_date": str, "memory_type": str})
         if problem is not None:
             return problem
         for index, message in enumerate(body["messages"]):
             if not isinstance(message, dict) or "content" not in message:
-                return _missing(["body", "messages", index, "content"], message)
+                return fastapi_missing(["body", "messages", index, "content"], message)
         scope = {k: body[k] for k in IDS if body.get(k)}
         if not scope:
             return Reply(status=400, body={"detail": "At least one identifier (user_id, agent_id, run_id) is "
@@ -221,7 +221,7 @@ class Mem0ServerStandIn:
 
     def _search(self, seen: Seen) -> Reply:
         body = seen.body
-        problem = _fields(body, {"query": str}, optional={"filters": dict, "top_k": int, "threshold": (int, float),
+        problem = fastapi_422(body, {"query": str}, optional={"filters": dict, "top_k": int, "threshold": (int, float),
                                                           "explain": bool, "user_id": str, "agent_id": str,
                                                           "run_id": str})
         if problem is not None:
@@ -259,7 +259,7 @@ class Mem0ServerStandIn:
 
     def _update(self, seen: Seen, memory_id: str, request_id: str) -> Reply:
         body = seen.body
-        problem = _fields(body, {}, optional={"text": str, "metadata": dict, "expiration_date": str})
+        problem = fastapi_422(body, {}, optional={"text": str, "metadata": dict, "expiration_date": str})
         if problem is not None:
             return problem
         if not _is_uuid(memory_id):
@@ -357,15 +357,10 @@ def _upstream(request_id: str) -> Reply:
     return Reply(status=502, body={"detail": "Upstream provider error.", "code": "unknown", "request_id": request_id})
 
 
-def _missing(loc: list[Any], given: Any) -> Reply:
-    return Reply(status=422, body={"detail": [{"type": "missing", "loc": loc, "msg": "Field required",
-                                               "input": given}]})
-
-
 def _json_problem(seen: Seen) -> Reply | None:
     """FastAPI's 422 for a body that is absent, not JSON, or not sent as JSON."""
     if not seen.raw:
-        return _missing(["body"], None)
+        return fastapi_missing(["body"], None)
     if seen.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         return Reply(status=422, body={"detail": [{
             "type": "model_attributes_type", "loc": ["body"],
@@ -378,34 +373,6 @@ def _json_problem(seen: Seen) -> Reply | None:
         return Reply(status=422, body={"detail": [{
             "type": "json_invalid", "loc": ["body", position], "msg": "JSON decode error", "input": {},
             "ctx": {"error": getattr(exc, "msg", str(exc))}}]})
-    return None
-
-
-TYPE_ERRORS = {list: ("list_type", "Input should be a valid list"),
-               str: ("string_type", "Input should be a valid string"),
-               dict: ("dict_type", "Input should be a valid dictionary"),
-               int: ("int_type", "Input should be a valid integer"),
-               bool: ("bool_type", "Input should be a valid boolean")}
-
-
-def _fields(body: Any, required: dict[str, Any], optional: dict[str, Any]) -> Reply | None:
-    """FastAPI's 422 for a missing required field or a field of the wrong type (None is fine for optional)."""
-    if not isinstance(body, dict):
-        return Reply(status=422, body={"detail": [{"type": "model_attributes_type", "loc": ["body"],
-                                                   "msg": "Input should be a valid dictionary or object to extract "
-                                                          "fields from", "input": body}]})
-    for name in required:
-        if name not in body:
-            return _missing(["body", name], body)
-    for name, kind in {**required, **optional}.items():
-        value = body.get(name)
-        if value is None and name in optional:
-            continue
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            error, message = TYPE_ERRORS.get(kind if isinstance(kind, type) else float,
-                                             ("float_type", "Input should be a valid number"))
-            return Reply(status=422, body={"detail": [{"type": error, "loc": ["body", name], "msg": message,
-                                                       "input": value}]})
     return None
 
 

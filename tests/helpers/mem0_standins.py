@@ -111,3 +111,41 @@ def standin(handler: Handler) -> Iterator[StandIn]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- FastAPI's validation answers (both real mem0 services are FastAPI apps) -------------------------------
+
+TYPE_ERRORS = {list: ("list_type", "Input should be a valid list"),
+               str: ("string_type", "Input should be a valid string"),
+               dict: ("dict_type", "Input should be a valid dictionary"),
+               int: ("int_type", "Input should be a valid integer"),
+               bool: ("bool_type", "Input should be a valid boolean")}
+"""FastAPI's error type and message per expected type (anything else, e.g. ``(int, float)``, is a number)."""
+
+
+def fastapi_missing(loc: list[Any], given: Any) -> Reply:
+    """FastAPI's 422 for a required field (or body) that is absent."""
+    return Reply(status=422, body={"detail": [{"type": "missing", "loc": loc, "msg": "Field required",
+                                               "input": given}]})
+
+
+def fastapi_422(body: Any, required: dict[str, Any], optional: dict[str, Any]) -> Reply | None:
+    """FastAPI's 422 for a JSON body that is not an object, lacks a required field, or holds a field of
+    the wrong type (None is fine for an optional one; a bool is never an int); None when the body is fine."""
+    if not isinstance(body, dict):
+        return Reply(status=422, body={"detail": [{"type": "model_attributes_type", "loc": ["body"],
+                                                   "msg": "Input should be a valid dictionary or object to extract "
+                                                          "fields from", "input": body}]})
+    for name in required:
+        if name not in body:
+            return fastapi_missing(["body", name], body)
+    for name, kind in {**required, **optional}.items():
+        value = body.get(name)
+        if value is None and name in optional:
+            continue
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            error, message = TYPE_ERRORS.get(kind if isinstance(kind, type) else float,
+                                             ("float_type", "Input should be a valid number"))
+            return Reply(status=422, body={"detail": [{"type": error, "loc": ["body", name], "msg": message,
+                                                       "input": value}]})
+    return None

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from memdock.urls import make_embedder
-from tests.helpers.mem0_standins import Reply, Seen, StandIn, standin
+from tests.helpers.mem0_standins import Reply, Seen, StandIn, fastapi_422, standin
 
 IDS = ("user_id", "agent_id", "run_id")
 UNAUTHORIZED = {"code": 401, "error": "Unauthorized_Error", "message": "Unauthorized"}
@@ -154,7 +154,7 @@ class Mem0aiApiStandIn:
 
     def _store(self, seen: Seen) -> Reply:
         body = seen.body
-        problem = _validate(body, {"data": str}, {"user_id": str, "agent_id": str, "run_id": str, "metadata": dict,
+        problem = fastapi_422(body, {"data": str}, {"user_id": str, "agent_id": str, "run_id": str, "metadata": dict,
                                                   "filters": dict, "prompt": str})
         if problem is not None:
             return problem
@@ -189,7 +189,7 @@ class Mem0aiApiStandIn:
 
     def _search(self, seen: Seen) -> Reply:
         body = seen.body
-        problem = _validate(body, {"query": str}, {"user_id": str, "agent_id": str, "run_id": str, "limit": int,
+        problem = fastapi_422(body, {"query": str}, {"user_id": str, "agent_id": str, "run_id": str, "limit": int,
                                                    "filters": dict})
         if problem is not None:
             return problem
@@ -249,32 +249,6 @@ class Mem0aiApiStandIn:
         self.history.clear()
         self.collection = False
         return Reply(status=204)
-
-
-TYPES = {str: ("string_type", "Input should be a valid string"), dict: ("dict_type", "Input should be a valid "
-                                                                                      "dictionary"),
-         int: ("int_type", "Input should be a valid integer")}
-
-
-def _validate(body: Any, required: dict[str, type], optional: dict[str, type]) -> Reply | None:
-    """FastAPI's 422 for the body of a route."""
-    if not isinstance(body, dict):
-        return Reply(status=422, body={"detail": [{"type": "model_attributes_type", "loc": ["body"],
-                                                   "msg": "Input should be a valid dictionary or object to extract "
-                                                          "fields from", "input": body}]})
-    for name in required:
-        if name not in body:
-            return Reply(status=422, body={"detail": [{"type": "missing", "loc": ["body", name],
-                                                       "msg": "Field required", "input": body}]})
-    for name, kind in {**required, **optional}.items():
-        value = body.get(name)
-        if value is None and name in optional:
-            continue
-        if not isinstance(value, kind) or isinstance(value, bool):
-            error, message = TYPES[kind]
-            return Reply(status=422, body={"detail": [{"type": error, "loc": ["body", name], "msg": message,
-                                                       "input": value}]})
-    return None
 
 
 @contextmanager
