@@ -211,6 +211,13 @@ class Backend(ABC):
         only (a remote service) overrides it."""
         return self.find_by_hash(scope, text_hash)
 
+    def find_duplicates(self, wanted: Sequence[tuple[Scope, str, str]]) -> builtins.list[MemoryRecord | None]:
+        """`find_duplicate` for many ``(scope, text, text_hash)`` triples at once: one answer per triple, in
+        order (the same record may answer several triples). `Memory` asks this once per batch it adds or
+        imports. The default asks `find_duplicate` triple by triple; a store that can answer many in one
+        round trip (one query, one index lookup) overrides it, with exactly the same answers."""
+        return [self.find_duplicate(scope, text, digest) for scope, text, digest in wanted]
+
     @abstractmethod
     def update(self, record: MemoryRecord) -> None:
         """Replace the stored record with the same id (text, metadata, hash, times, vector)."""

@@ -109,12 +109,15 @@ class Memory:
         fresh: list[MemoryRecord] = []
         seen: dict[str, int] = {}
         now = utcnow()
-        for text, metadata in items:
-            digest = text_hash(text)
+        digests = [text_hash(text) for text, _ in items]
+        firsts = {digest: text for (text, _), digest in zip(items, digests, strict=True)}
+        stored_before = dict(zip(firsts, self._call(
+            self.backend.find_duplicates, [(scope, text, digest) for digest, text in firsts.items()]), strict=True))
+        for (text, metadata), digest in zip(items, digests, strict=True):
             if digest in seen:  # repeated within the batch: the record as stored (a service may assign its id)
                 results.append((EventKind.NONE, seen[digest]))
                 continue
-            existing = self._call(self.backend.find_duplicate, scope, text, digest)
+            existing = stored_before[digest]
             if existing is not None:
                 results.append(WriteResult(event=EventKind.NONE, record=_public(existing)))
                 continue
@@ -388,11 +391,12 @@ class Memory:
             replaced: builtins.list[tuple[MemoryRecord, MemoryRecord]] = []
             batch: dict[tuple[str, ...], MemoryRecord] = {}  # earlier records of this batch, by id and by text
             by_id = {r.id: r for r in self._call(self.backend.get_many, [r.id for r in incoming])}
-            for index, record in enumerate(incoming):
+            for record in incoming:
                 record.hash = text_hash(record.text)
+            holders = self._call(self.backend.find_duplicates, [(r.scope, r.text, r.hash) for r in incoming])
+            for index, (record, holder) in enumerate(zip(incoming, holders, strict=True)):
                 keys = [("id", record.id), ("text", record.scope.model_dump_json(), record.hash)]
-                existing = next((batch[k] for k in keys if k in batch), None) or by_id.get(record.id) or self._call(
-                    self.backend.find_duplicate, record.scope, record.text, record.hash)
+                existing = next((batch[k] for k in keys if k in batch), None) or by_id.get(record.id) or holder
                 if existing is None:
                     batch.update(dict.fromkeys(keys, record))
                     fresh.append(record)
