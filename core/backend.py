@@ -197,6 +197,32 @@ class Backend(ABC):
         `Memory` then reports those ids and times to the caller.
         """
 
+    def add_with_history(
+        self, records: Sequence[MemoryRecord], events: Sequence[HistoryEvent]
+    ) -> Sequence[MemoryRecord] | None:
+        """Store new records together with their history `events` (which name records by the ids given
+        here; empty when history is not kept), all or nothing: no record without its events, no event
+        without its record. Returns as `add` does.
+
+        The default calls `add`, re-points the events at the stored ids when the store assigned its own,
+        calls `record_history` and, when that fails, deletes the records it just stored before re-raising
+        (the recovery rule of a store without transactions; a crash between the two calls can still leave
+        records without events). A store with transactions overrides it and writes both in one."""
+        returned = self.add(records)
+        if not events:
+            return returned
+        stored = records if returned is None else returned
+        if len(stored) != len(records):  # a broken answer: `Memory` reports it as BackendUnavailable
+            return returned
+        moved = {given.id: kept.id for given, kept in zip(records, stored, strict=True) if given.id != kept.id}
+        try:
+            self.record_history([e.model_copy(update={"memory_id": moved[e.memory_id]}) if e.memory_id in moved
+                                 else e for e in events])
+        except BaseException:
+            self.delete([r.id for r in stored])
+            raise
+        return returned
+
     @abstractmethod
     def get(self, memory_id: str) -> MemoryRecord | None:
         """The record with this id, or None when there is none (or it expired)."""

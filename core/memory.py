@@ -447,23 +447,18 @@ class Memory:
         missing = [r for r in fresh if r.vector is None]
         for record, vector in zip(missing, self._embed([r.text for r in missing]), strict=True):
             record.vector = vector
-        given_ids = [r.id for r in fresh]
-        returned = self._call(self.backend.add, fresh)
+        events: builtins.list[HistoryEvent] = []
+        if Capability.HISTORY in self.capabilities:
+            for r in fresh:
+                carried = (history or {}).get(r.id)
+                if carried:
+                    events.extend(e.model_copy(update={"memory_id": r.id}) for e in carried)
+                else:
+                    events.append(self._event(r.id, EventKind.ADD, r.scope, new_text=r.text, new_metadata=r.metadata))
+        returned = self._call(self.backend.add_with_history, fresh, events)
         stored = fresh if returned is None else builtins.list(returned)
         if len(stored) != len(fresh):
             raise BackendUnavailable(f"{self.name} stored {len(stored)} records for {len(fresh)} given")
-        events: builtins.list[HistoryEvent] = []
-        for given_id, r in zip(given_ids, stored, strict=True):
-            carried = (history or {}).get(given_id)
-            if carried:
-                events.extend(e.model_copy(update={"memory_id": r.id}) for e in carried)
-            else:
-                events.append(self._event(r.id, EventKind.ADD, r.scope, new_text=r.text, new_metadata=r.metadata))
-        try:
-            self._record(events)
-        except MemdockError:  # no memory without its ADD event
-            self._call(self.backend.delete, [r.id for r in stored])
-            raise
         return stored
 
     def _iterate(self, scope: Scope, where: Filter | None) -> Iterator[MemoryRecord]:
