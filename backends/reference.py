@@ -8,8 +8,9 @@ long as the process; several ``Memory.open("memory://NAME")`` calls with the sam
 from __future__ import annotations
 
 import builtins
+import copy
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
@@ -19,21 +20,116 @@ from memdock.embedding import Embedder
 from memdock.errors import EmbedderMismatch, InvalidInput
 from memdock.filters import Filter, evaluate
 from memdock.hookspecs import hookimpl
-from memdock.models import HistoryEvent, MemoryRecord, Page, Scope, SearchHit
+from memdock.models import SCOPE_FIELDS, HistoryEvent, MemoryRecord, Page, Scope, SearchHit
 from memdock.pagination import page_of
-from memdock.scoring import rank_by_cosine
+from memdock.scoring import TIE_DIGITS, cosine_to_score, rank_by_cosine
 
 CAPABILITIES = frozenset(Capability) - {Capability.SERVER_SIDE_EMBEDDING, Capability.PERSISTENCE}
 
 
+def _scope_key(scope: Scope) -> tuple[str | None, ...]:
+    return tuple(getattr(scope, name) for name in SCOPE_FIELDS)
+
+
 class _Store:
-    """The shared state of one reference store."""
+    """The shared state of one reference store, with the indexes that keep its reads proportional to what
+    they return: record ids by scope id value and by (exact scope, hash), events by memory id, and a
+    matrix of the vectors (one row per record, rows of deleted records blanked). Every method expects
+    `lock` to be held by the caller."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.records: dict[str, MemoryRecord] = {}
-        self.history: list[HistoryEvent] = []
+        self.events: dict[str, list[HistoryEvent]] = {}
         self.embedder_identity: str | None = None
+        self._by_scope_id: dict[tuple[str, str], dict[str, None]] = {}  # dicts as insertion-ordered sets
+        self._by_hash: dict[tuple[tuple[str | None, ...], str], dict[str, None]] = {}
+        self._matrix: Any = None  # numpy float64 array, rows >= len(_row_ids)
+        self._row_of: dict[str, int] = {}
+        self._row_ids: list[str | None] = []
+        self._pending: dict[str, list[float]] = {}
+
+    def put(self, record: MemoryRecord) -> None:
+        """Store (or replace) a private copy of `record` and index it."""
+        self.drop(record.id)
+        kept = _private_copy(record)
+        self.records[kept.id] = kept
+        for name, value in kept.scope.ids().items():
+            self._by_scope_id.setdefault((name, value), {})[kept.id] = None
+        self._by_hash.setdefault((_scope_key(kept.scope), kept.hash), {})[kept.id] = None
+        if kept.vector is not None:
+            self._pending[kept.id] = kept.vector  # written to the matrix by the next search
+
+    def drop(self, memory_id: str) -> None:
+        """Forget the record (not its events) and its index entries; nothing when it is unknown."""
+        old = self.records.pop(memory_id, None)
+        if old is None:
+            return
+        for name, value in old.scope.ids().items():
+            self._discard(self._by_scope_id, (name, value), memory_id)
+        self._discard(self._by_hash, (_scope_key(old.scope), old.hash), memory_id)
+        self._pending.pop(memory_id, None)
+        row = self._row_of.pop(memory_id, None)
+        if row is not None:
+            self._row_ids[row] = None
+
+    def clear(self) -> None:
+        """Forget every record and event."""
+        self.records.clear()
+        self.events.clear()
+        self._by_scope_id.clear()
+        self._by_hash.clear()
+        self._matrix, self._row_of, self._row_ids, self._pending = None, {}, [], {}
+
+    def ids_in(self, scope: Scope) -> Iterable[str]:
+        """Ids of the records `scope` contains (expired ones included)."""
+        wanted = scope.ids()
+        if not wanted:
+            return self.records.keys()
+        sets = sorted((self._by_scope_id.get(item, {}) for item in wanted.items()), key=len)
+        return set(sets[0]).intersection(*sets[1:]) if len(sets) > 1 else sets[0].keys()
+
+    def with_hash(self, scope: Scope, text_hash: str) -> builtins.list[MemoryRecord]:
+        """Records of exactly `scope` whose hash is `text_hash` (expired ones included), in storing order."""
+        return [self.records[i] for i in self._by_hash.get((_scope_key(scope), text_hash), ())]
+
+    def vectors_of(self, ids: Sequence[str]) -> Any:
+        """The matrix rows of `ids` (records that carry vectors of the matrix's dimension), or None when
+        some record has none there (then the caller ranks the records themselves)."""
+        for memory_id, vector in self._pending.items():
+            self._put_row(memory_id, vector)
+        self._pending.clear()
+        rows = [self._row_of.get(i) for i in ids]
+        if self._matrix is None or any(r is None for r in rows):
+            return None
+        return self._matrix[rows]
+
+    def _put_row(self, memory_id: str, vector: Sequence[float]) -> None:
+        import numpy as np  # here, not at module top: importing memdock and listing plugins stay cheap
+
+        if self._matrix is not None and self._matrix.shape[1] != len(vector):
+            return  # another dimension (no embedder pins this store): ranked from the record itself
+        if self._matrix is None:
+            self._matrix = np.zeros((64, len(vector)), dtype=np.float64)
+        elif len(self._row_ids) == self._matrix.shape[0]:  # full: drop blanked rows, grow when still half full
+            live = [(i, row) for row, i in enumerate(self._row_ids) if i is not None]
+            size = self._matrix.shape[0] * (2 if 2 * len(live) >= self._matrix.shape[0] else 1)
+            grown = np.zeros((size, self._matrix.shape[1]), dtype=np.float64)
+            grown[: len(live)] = self._matrix[[row for _, row in live]]
+            self._matrix = grown
+            self._row_of = {i: n for n, (i, _) in enumerate(live)}
+            self._row_ids = [i for i, _ in live]
+        self._matrix[len(self._row_ids)] = vector
+        self._row_of[memory_id] = len(self._row_ids)
+        self._row_ids.append(memory_id)
+
+    @staticmethod
+    def _discard(index: dict[Any, dict[str, None]], key: Any, memory_id: str) -> None:
+        members = index.get(key)
+        if members is not None:
+            members.pop(memory_id, None)
+            if not members:
+                del index[key]
 
 
 _named_stores: dict[str, _Store] = {}
@@ -87,16 +183,25 @@ class ReferenceBackend(Backend):
                 self._store.embedder_identity = embedder.identity
 
     def _visible(self, scope: Scope, where: Filter | None) -> list[MemoryRecord]:
+        """The live records `scope` contains that match `where` (the stored objects: callers copy)."""
         now = self.now()
         with self._store.lock:
-            candidates = [r for r in self._store.records.values() if scope.contains(r.scope) and not r.is_expired(now)]
+            records = self._store.records
+            candidates = [records[i] for i in self._store.ids_in(scope) if not records[i].is_expired(now)]
         return [r for r in candidates if where is None or evaluate(where, r)]
 
     def add(self, records: Sequence[MemoryRecord]) -> None:
         """Store copies of the records atomically (under one lock)."""
         with self._store.lock:
             for record in records:
-                self._store.records[record.id] = record.model_copy(deep=True)
+                self._store.put(record)
+
+    def add_with_history(
+        self, records: Sequence[MemoryRecord], events: Sequence[HistoryEvent]
+    ) -> Sequence[MemoryRecord] | None:
+        """The default's add and record_history under one lock: no reader sees records without events."""
+        with self._store.lock:
+            return super().add_with_history(records, events)
 
     def get(self, memory_id: str) -> MemoryRecord | None:
         """A copy of the record, or None when missing or expired."""
@@ -104,41 +209,59 @@ class ReferenceBackend(Backend):
             record = self._store.records.get(memory_id)
         if record is None or record.is_expired(self.now()):
             return None
-        return record.model_copy(deep=True)
+        return _private_copy(record)
 
     def find_by_hash(self, scope: Scope, text_hash: str) -> MemoryRecord | None:
-        """The first live record with exactly this scope and hash."""
+        """The first live record (in storing order) with exactly this scope and hash."""
         now = self.now()
         with self._store.lock:
-            for record in self._store.records.values():
-                if record.scope == scope and record.hash == text_hash and not record.is_expired(now):
-                    return record.model_copy(deep=True)
-        return None
+            live = [r for r in self._store.with_hash(scope, text_hash) if not r.is_expired(now)]
+        return _private_copy(live[0]) if live else None
+
+    def find_duplicates(self, wanted: Sequence[tuple[Scope, str, str]]) -> builtins.list[MemoryRecord | None]:
+        """`find_by_hash` of each triple, under one lock."""
+        with self._store.lock:
+            return [self.find_by_hash(scope, digest) for scope, _, digest in wanted]
 
     def update(self, record: MemoryRecord) -> None:
         """Replace the stored copy."""
         with self._store.lock:
-            self._store.records[record.id] = record.model_copy(deep=True)
+            self._store.put(record)
 
     def delete(self, memory_ids: Sequence[str]) -> None:
         """Remove the records; unknown ids are ignored."""
         with self._store.lock:
             for memory_id in memory_ids:
-                self._store.records.pop(memory_id, None)
+                self._store.drop(memory_id)
 
     def search(
         self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
     ) -> list[SearchHit]:
-        """Exact cosine search over the matching records, most similar first (ties by id)."""
+        """Exact cosine search over the matching records, most similar first (ties by id): the cosines of
+        `memdock.scoring.rank_by_cosine`, computed on the store's vector matrix."""
         if vector is None:
             raise InvalidInput("the reference backend needs a query vector", field="vector")
-        hits = rank_by_cosine(vector, self._visible(scope, where), limit)
-        return [SearchHit(record=hit.record.model_copy(deep=True), score=hit.score) for hit in hits]
+        with self._store.lock:
+            candidates = [r for r in self._visible(scope, where) if r.vector is not None]
+            matrix = self._store.vectors_of([r.id for r in candidates]) if candidates else None
+            if matrix is None or matrix.shape[1] != len(vector):
+                hits = rank_by_cosine(vector, candidates, limit)
+                return [SearchHit(record=_private_copy(hit.record), score=hit.score) for hit in hits]
+            best = _best_rows(vector, matrix, [r.id for r in candidates], limit)
+            return [SearchHit(record=_private_copy(candidates[i]), score=cosine_to_score(c)) for i, c in best]
 
     def list(self, scope: Scope, where: Filter | None, limit: int, cursor: str | None) -> Page:
         """A keyset page ordered by (created_at, id)."""
-        page = page_of(self._visible(scope, where), limit, cursor)
-        return Page(items=[r.model_copy(deep=True) for r in page.items], next_cursor=page.next_cursor)
+        with self._store.lock:
+            page = page_of(self._visible(scope, where), limit, cursor)
+            return Page(items=[_private_copy(r) for r in page.items], next_cursor=page.next_cursor)
+
+    def get_many(self, memory_ids: Sequence[str]) -> builtins.list[MemoryRecord]:
+        """Copies of the live records with these ids."""
+        now = self.now()
+        with self._store.lock:
+            found = [self._store.records.get(i) for i in dict.fromkeys(memory_ids)]
+            return [_private_copy(r) for r in found if r is not None and not r.is_expired(now)]
 
     def count(self, scope: Scope, where: Filter | None) -> int:
         """Number of live records in scope matching the filter."""
@@ -150,25 +273,58 @@ class ReferenceBackend(Backend):
 
     def list_every(self, limit: int, cursor: str | None, *, vectors: bool = False) -> Page:
         """A keyset page of every live record, ordered by (created_at, id), vectors included on request."""
-        page = page_of(self._visible(Scope(), None), limit, cursor)
-        update = {} if vectors else {"vector": None}
-        return Page(items=[r.model_copy(update=update, deep=True) for r in page.items], next_cursor=page.next_cursor)
+        with self._store.lock:
+            page = page_of(self._visible(Scope(), None), limit, cursor)
+            return Page(items=[_private_copy(r, vectors=vectors) for r in page.items],
+                        next_cursor=page.next_cursor)
 
     def reset(self) -> None:
         """Forget every record and event of this store."""
         with self._store.lock:
-            self._store.records.clear()
-            self._store.history.clear()
+            self._store.clear()
 
     def record_history(self, events: Sequence[HistoryEvent]) -> None:
         """Append events."""
         with self._store.lock:
-            self._store.history.extend(event.model_copy(deep=True) for event in events)
+            for event in events:
+                self._store.events.setdefault(event.memory_id, []).append(event.model_copy(deep=True))
 
     def history(self, memory_id: str) -> builtins.list[HistoryEvent]:
         """Events of one memory in the order they were recorded."""
         with self._store.lock:
-            return [e.model_copy(deep=True) for e in self._store.history if e.memory_id == memory_id]
+            return [e.model_copy(deep=True) for e in self._store.events.get(memory_id, ())]
+
+    def history_many(self, memory_ids: Sequence[str]) -> dict[str, builtins.list[HistoryEvent]]:
+        """`history` of each id, under one lock."""
+        with self._store.lock:
+            return {memory_id: self.history(memory_id) for memory_id in memory_ids}
+
+
+def _private_copy(record: MemoryRecord, *, vectors: bool = True) -> MemoryRecord:
+    """A copy that shares nothing mutable with `record` (metadata deep-copied, the vector's list copied:
+    its floats are immutable), much cheaper than a deep copy of the whole record."""
+    vector = list(record.vector) if vectors and record.vector is not None else None
+    return record.model_copy(update={"metadata": copy.deepcopy(record.metadata), "vector": vector})
+
+
+def _best_rows(
+    vector: Sequence[float], matrix: Any, ids: Sequence[str], limit: int
+) -> builtins.list[tuple[int, float]]:
+    """The `limit` rows of `matrix` (rows of the records `ids`) most similar to `vector` as (row, cosine),
+    exactly as `rank_by_cosine` orders them: cosine descending, ties by id."""
+    import numpy as np
+
+    if limit <= 0:
+        return []
+    query = np.asarray(vector, dtype=np.float64)
+    norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
+    cosines = matrix @ query / np.where(norms == 0, 1.0, norms)
+    chosen: Any = range(len(ids))
+    if len(ids) > limit:  # the best `limit`, plus every row tied with the last of them
+        cutoff = cosines[np.argpartition(-cosines, limit - 1)[:limit]].min()
+        chosen = np.flatnonzero(cosines >= cutoff - 10.0 ** -TIE_DIGITS).tolist()
+    ranked = sorted(chosen, key=lambda i: (-round(float(cosines[i]), TIE_DIGITS), ids[i]))[:limit]
+    return [(i, round(float(cosines[i]), TIE_DIGITS)) for i in ranked]
 
 
 @hookimpl

@@ -9,6 +9,9 @@ from collections.abc import Sequence
 
 from memdock.models import MemoryRecord, SearchHit
 
+TIE_DIGITS = 12
+"""Cosines that agree to this many decimals rank as equal (then by id)."""
+
 
 def cosine_to_score(cosine: float) -> float:
     """The score of a cosine similarity in [-1, 1]: the cosine clamped to [0, 1] (negative -> 0)."""
@@ -22,7 +25,9 @@ def cosine_distance_to_score(distance: float) -> float:
 
 def rank_by_cosine(vector: Sequence[float], records: Sequence[MemoryRecord], limit: int) -> list[SearchHit]:
     """Exact search: the `limit` records (which must carry vectors) most similar to `vector`, best
-    first, ties broken by id. A zero vector scores as cosine 0."""
+    first, ties (cosines equal to `TIE_DIGITS` decimals: the same vector, whatever the summation order of
+    the product) broken by id; scores are those rounded cosines, so they never rise down the list. A zero
+    vector scores as cosine 0."""
     candidates = [r for r in records if r.vector is not None]
     if not candidates:
         return []
@@ -32,5 +37,6 @@ def rank_by_cosine(vector: Sequence[float], records: Sequence[MemoryRecord], lim
     query = np.asarray(vector, dtype=np.float64)
     norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
     cosines = matrix @ query / np.where(norms == 0, 1.0, norms)
-    order = sorted(range(len(candidates)), key=lambda i: (-cosines[i], candidates[i].id))[:limit]
-    return [SearchHit(record=candidates[i], score=cosine_to_score(float(cosines[i]))) for i in order]
+    rounded = [round(float(c), TIE_DIGITS) for c in cosines]
+    order = sorted(range(len(candidates)), key=lambda i: (-rounded[i], candidates[i].id))[:limit]
+    return [SearchHit(record=candidates[i], score=cosine_to_score(rounded[i])) for i in order]

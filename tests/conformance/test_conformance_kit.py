@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from memdock import Capability
+from memdock.backend import Backend
 from memdock.backends.reference import CAPABILITIES, ReferenceBackend, _Store
 from memdock.cli import main
 from memdock.conformance import Status, all_checks, run
 from memdock.embedding import Embedder
 from memdock.filters import And, Comparison, Filter, Not, Or
-from memdock.models import MemoryRecord, Scope, SearchHit
+from memdock.models import HistoryEvent, MemoryRecord, Scope, SearchHit
 from memdock.plugins import backend_classes
 
 
@@ -115,8 +116,14 @@ class LosesConcurrentWrites(ReferenceBackend):
         snapshot = dict(self._store.records)
         time.sleep(0.002)
         for record in records:
-            snapshot[record.id] = record.model_copy(deep=True)
-        self._store.records = snapshot
+            snapshot[record.id] = record
+        for memory_id in [i for i in self._store.records if i not in snapshot]:  # added meanwhile: lost
+            self._store.drop(memory_id)
+        for kept in snapshot.values():
+            self._store.put(kept)
+
+    def add_with_history(self, records: Sequence[MemoryRecord], events: Sequence[HistoryEvent]) -> None:
+        Backend.add_with_history(self, records, events)  # without the store's lock
 
 
 class ForgetsOnReopen(ReferenceBackend):

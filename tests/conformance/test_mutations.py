@@ -528,7 +528,8 @@ class ResetKeepsHistory(Clean):
 
     def reset(self) -> None:
         with self._store.lock:
-            self._store.records.clear()
+            for memory_id in list(self._store.records):
+                self._store.drop(memory_id)
 
 
 class ConcurrentUpdatesLost(Clean):
@@ -537,8 +538,9 @@ class ConcurrentUpdatesLost(Clean):
     def update(self, record: MemoryRecord) -> None:
         snapshot = dict(self._store.records)
         time.sleep(0.003)
-        snapshot[record.id] = record.model_copy(deep=True)
-        self._store.records = snapshot
+        snapshot[record.id] = record
+        for kept in snapshot.values():  # the stale snapshot written back: a concurrent update is lost
+            self._store.put(kept)
 
 
 class ReopenLosesHistory(Clean):
@@ -547,7 +549,7 @@ class ReopenLosesHistory(Clean):
     def __init__(self, settings: ReferenceBackend.Settings, embedder: Embedder | None) -> None:
         super().__init__(settings, embedder)
         with self._store.lock:
-            self._store.history.clear()
+            self._store.events.clear()
 
 
 class ReopenTruncatesTimes(Clean):
@@ -556,9 +558,9 @@ class ReopenTruncatesTimes(Clean):
     def __init__(self, settings: ReferenceBackend.Settings, embedder: Embedder | None) -> None:
         super().__init__(settings, embedder)
         with self._store.lock:
-            for key, r in list(self._store.records.items()):
-                self._store.records[key] = r.model_copy(update={"created_at": r.created_at.replace(microsecond=0),
-                                                                "updated_at": r.updated_at.replace(microsecond=0)})
+            for r in list(self._store.records.values()):
+                self._store.put(r.model_copy(update={"created_at": r.created_at.replace(microsecond=0),
+                                                     "updated_at": r.updated_at.replace(microsecond=0)}))
 
 
 class DeleteDropsHistory(Clean):
@@ -567,7 +569,8 @@ class DeleteDropsHistory(Clean):
     def delete(self, memory_ids: Sequence[str]) -> None:
         super().delete(memory_ids)
         with self._store.lock:
-            self._store.history = [e for e in self._store.history if e.memory_id not in set(memory_ids)]
+            for memory_id in memory_ids:
+                self._store.events.pop(memory_id, None)
 
     def record_history(self, events: Sequence[HistoryEvent]) -> None:
         super().record_history([e for e in events if e.event.value != "DELETE"])

@@ -1,0 +1,83 @@
+"""The reference backend's indexes (ids by scope id and by exact scope + hash, events by memory id, the
+vector matrix) answer exactly what a plain scan of its records answers, after any mix of adds, updates,
+deletes and resets: search order and scores (`rank_by_cosine`), lists, counts, duplicate lookups and
+histories."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import timedelta
+
+from memdock.backends.reference import ReferenceBackend
+from memdock.embedders.hashing import HashEmbedder
+from memdock.filters import Comparison
+from memdock.models import EventKind, HistoryEvent, MemoryRecord, Scope, utcnow
+from memdock.scoring import rank_by_cosine
+from memdock.validation import text_hash
+
+SCOPES = [Scope(user_id="u1"), Scope(user_id="u1", agent_id="a"), Scope(user_id="u2"), Scope(agent_id="a"),
+          Scope(user_id="u2", run_id="r")]
+READ_SCOPES = [*SCOPES, Scope(user_id="u1", agent_id="b"), Scope()]
+
+
+def record(rng: random.Random, embedder: HashEmbedder) -> MemoryRecord:
+    text = f"fact {rng.randrange(40)}"
+    now = utcnow()
+    expires = now - timedelta(seconds=1) if rng.random() < 0.1 else None
+    return MemoryRecord(id=str(uuid.uuid4()), text=text, scope=rng.choice(SCOPES), metadata={"n": rng.randrange(5)},
+                        hash=text_hash(text), vector=embedder.embed([text])[0], created_at=now, updated_at=now,
+                        expires_at=expires)
+
+
+def test_indexes_answer_as_a_scan_after_random_writes() -> None:
+    rng = random.Random(7)
+    embedder = HashEmbedder(dimension=16)
+    backend = ReferenceBackend(ReferenceBackend.Settings(), embedder)
+    truth: dict[str, MemoryRecord] = {}
+    events: dict[str, list[HistoryEvent]] = {}
+    now = utcnow()
+    for step in range(400):
+        roll = rng.random()
+        if roll < 0.5 or not truth:
+            batch = [record(rng, embedder) for _ in range(rng.randrange(1, 4))]
+            new_events = [HistoryEvent(id=str(uuid.uuid4()), memory_id=r.id, event=EventKind.ADD, scope=r.scope,
+                                       created_at=now, new_text=r.text) for r in batch]
+            backend.add_with_history(batch, new_events)
+            truth.update((r.id, r) for r in batch)
+            for event in new_events:
+                events.setdefault(event.memory_id, []).append(event)
+        elif roll < 0.7:
+            old = truth[rng.choice(sorted(truth))]
+            changed = record(rng, embedder).model_copy(update={"id": old.id, "scope": old.scope})
+            backend.update(changed)
+            truth[old.id] = changed
+        elif roll < 0.95:
+            gone = rng.sample(sorted(truth), k=min(len(truth), rng.randrange(1, 3)))
+            backend.delete([*gone, "no-such-id"])
+            for memory_id in gone:
+                del truth[memory_id]
+        elif step % 7 == 0:
+            backend.reset()
+            truth.clear()
+            events.clear()
+        live = [r for r in truth.values() if not r.is_expired(utcnow())]
+        query = embedder.embed([f"fact {rng.randrange(40)}"])[0]
+        for scope in READ_SCOPES:
+            visible = [r for r in live if scope.contains(r.scope)]
+            hits = backend.search(query, "", scope, None, 5)
+            expected = rank_by_cosine(query, sorted(visible, key=lambda r: r.id), 5)
+            assert [(h.record.id, round(h.score, 12)) for h in hits] == [
+                (h.record.id, round(h.score, 12)) for h in expected]
+            where = Comparison("n", "gte", 2)
+            assert backend.count(scope, where) == sum(1 for r in visible if r.metadata["n"] >= 2)
+            assert backend.count(scope, None) == len(visible)
+        wanted = [(scope, f"fact {n}", text_hash(f"fact {n}")) for scope in SCOPES for n in range(0, 40, 7)]
+        found = backend.find_duplicates(wanted)
+        for (scope, _, digest), answer in zip(wanted, found, strict=True):
+            holders = [r.id for r in live if r.scope == scope and r.hash == digest]
+            assert (answer.id if answer else None) in (holders or [None])
+        sample = rng.sample(sorted(truth), k=min(3, len(truth)))
+        assert {i: [e.id for e in h] for i, h in backend.history_many(sample).items()} == {
+            i: [e.id for e in events.get(i, [])] for i in sample}
+    assert backend.count_every() == len([r for r in truth.values() if not r.is_expired(utcnow())])
