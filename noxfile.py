@@ -43,3 +43,13 @@ def bench(session: nox.Session) -> None:
     benchmarks/results/ and summarised in docs/benchmarks.md."""
     session.install(".[test]")
     session.run("python", "benchmarks/bench_backends.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def quality(session: nox.Session) -> None:
+    """Retrieval quality on the project's set (benchmarks/quality/): recall@1/5/10 and MRR of vector, keyword
+    and fused rankings per backend URL (``nox -s quality -- --url memory:// --url chroma:///tmp/q``),
+    written to benchmarks/results/quality-NAME.json. Installs every backend's driver and the default
+    embedder (the ``embedder`` extra, through ``local``)."""
+    session.install(".[local,pgvector,mem0,http]")
+    session.run("python", "benchmarks/quality/run.py", *session.posargs)
