@@ -24,6 +24,7 @@ from memdock.errors import (
     MemoryNotFound,
     ScopeRequired,
     Unsupported,
+    WriteConflict,
 )
 
 if TYPE_CHECKING:
@@ -62,5 +63,5 @@ __all__ = [
     "BackendUnavailable", "Capability", "Comparison", "Embedder", "EmbedderMismatch", "EmbedderSpec",
     "EventKind", "Exists", "Filter", "HistoryEvent", "InvalidFilter", "InvalidInput", "MalformedResponse",
     "MemdockError", "Memory", "MemoryNotFound", "MemoryRecord", "Not", "Or", "Page", "Scope", "ScopeRequired",
-    "SearchHit", "Unsupported", "WriteResult", "evaluate", "open", "parse_mem0_filter",
+    "SearchHit", "Unsupported", "WriteConflict", "WriteResult", "evaluate", "open", "parse_mem0_filter",
 ]

@@ -57,6 +57,13 @@ class MalformedResponse(BackendUnavailable):
         self.field = field
 
 
+class WriteConflict(BackendUnavailable):
+    """A write met the store's uniqueness rule: between `Memory`'s duplicate check and the insert, another
+    writer (another process) stored the same text in the same scope, or a record with the same id. The
+    backend stored nothing of the batch; `Memory` checks again and retries (a few times) before passing
+    it on, so a caller sees it only under sustained contention."""
+
+
 class AuthenticationFailed(MemdockError):
     """The backend refused the credentials it was given."""
 

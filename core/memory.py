@@ -15,7 +15,14 @@ from typing import Any, ParamSpec, Self, TypeVar
 from memdock.backend import Backend
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
-from memdock.errors import BackendUnavailable, InvalidInput, MemdockError, MemoryNotFound, Unsupported
+from memdock.errors import (
+    BackendUnavailable,
+    InvalidInput,
+    MemdockError,
+    MemoryNotFound,
+    Unsupported,
+    WriteConflict,
+)
 from memdock.filters import Filter, coerce_filter, evaluate
 from memdock.models import EventKind, HistoryEvent, MemoryRecord, Page, Scope, SearchHit, WriteResult, utcnow
 from memdock.urls import open_backend
@@ -33,6 +40,8 @@ from memdock.validation import (
 
 T = TypeVar("T")
 P = ParamSpec("P")
+WRITE_CONFLICT_ATTEMPTS = 3
+"""How often `Memory` retries a write the backend refused with `WriteConflict`."""
 FilterInput = Filter | Mapping[str, Any] | None
 
 
@@ -100,7 +109,7 @@ class Memory:
         else:
             raise InvalidInput(f"must be a string or a list of messages, got {type(data).__name__}", field="data")
         with self._write_lock:
-            return self._add_locked(the_scope, items, expires_at)
+            return self._retrying(lambda: self._add_locked(the_scope, items, expires_at))
 
     def _add_locked(
         self, scope: Scope, items: list[tuple[str, dict[str, Any]]], expires_at: datetime | None
@@ -386,31 +395,38 @@ class Memory:
             ):
                 record.vector = None
         with self._write_lock:
-            results: builtins.list[WriteResult | None] = []
-            fresh: builtins.list[MemoryRecord] = []
-            replaced: builtins.list[tuple[MemoryRecord, MemoryRecord]] = []
-            batch: dict[tuple[str, ...], MemoryRecord] = {}  # earlier records of this batch, by id and by text
-            by_id = {r.id: r for r in self._call(self.backend.get_many, [r.id for r in incoming])}
-            for record in incoming:
-                record.hash = text_hash(record.text)
-            holders = self._call(self.backend.find_duplicates, [(r.scope, r.text, r.hash) for r in incoming])
-            for index, (record, holder) in enumerate(zip(incoming, holders, strict=True)):
-                keys = [("id", record.id), ("text", record.scope.model_dump_json(), record.hash)]
-                existing = next((batch[k] for k in keys if k in batch), None) or by_id.get(record.id) or holder
-                if existing is None:
-                    batch.update(dict.fromkeys(keys, record))
-                    fresh.append(record)
-                    results.append(None)
-                elif on_conflict == "fail":
-                    raise InvalidInput(f"memory {existing.id} is already stored", field=f"records[{index}].id")
-                elif on_conflict == "replace":
-                    replaced.append((existing, record.model_copy(update={"id": existing.id})))
-                    results.append(WriteResult(event=EventKind.UPDATE, record=_public(replaced[-1][1])))
-                else:
-                    results.append(WriteResult(event=EventKind.NONE, record=_public(existing)))
-            self._replace(replaced)
-            added = iter(self._store_new(fresh, history=history))
-            return [result or WriteResult(event=EventKind.ADD, record=_public(next(added))) for result in results]
+            return self._retrying(lambda: self._import_locked(incoming, on_conflict, history))
+
+    def _import_locked(
+        self, incoming: builtins.list[MemoryRecord], on_conflict: str,
+        history: Mapping[str, Sequence[HistoryEvent]] | None,
+    ) -> builtins.list[WriteResult]:
+        """`import_` of validated records, under the write lock."""
+        results: builtins.list[WriteResult | None] = []
+        fresh: builtins.list[MemoryRecord] = []
+        replaced: builtins.list[tuple[MemoryRecord, MemoryRecord]] = []
+        batch: dict[tuple[str, ...], MemoryRecord] = {}  # earlier records of this batch, by id and by text
+        by_id = {r.id: r for r in self._call(self.backend.get_many, [r.id for r in incoming])}
+        for record in incoming:
+            record.hash = text_hash(record.text)
+        holders = self._call(self.backend.find_duplicates, [(r.scope, r.text, r.hash) for r in incoming])
+        for index, (record, holder) in enumerate(zip(incoming, holders, strict=True)):
+            keys = [("id", record.id), ("text", record.scope.model_dump_json(), record.hash)]
+            existing = next((batch[k] for k in keys if k in batch), None) or by_id.get(record.id) or holder
+            if existing is None:
+                batch.update(dict.fromkeys(keys, record))
+                fresh.append(record)
+                results.append(None)
+            elif on_conflict == "fail":
+                raise InvalidInput(f"memory {existing.id} is already stored", field=f"records[{index}].id")
+            elif on_conflict == "replace":
+                replaced.append((existing, record.model_copy(update={"id": existing.id})))
+                results.append(WriteResult(event=EventKind.UPDATE, record=_public(replaced[-1][1])))
+            else:
+                results.append(WriteResult(event=EventKind.NONE, record=_public(existing)))
+        self._replace(replaced)
+        added = iter(self._store_new(fresh, history=history))
+        return [result or WriteResult(event=EventKind.ADD, record=_public(next(added))) for result in results]
 
     def import_history(self, events: Sequence[HistoryEvent]) -> None:
         """Record history events brought from another store (migration repairs a record stored just before
@@ -486,6 +502,18 @@ class Memory:
                 f"embedder {self.embedder.name!r} returned {len(vectors)} vectors for {len(texts)} texts"
             )
         return vectors
+
+    def _retrying(self, write: Callable[[], T]) -> T:
+        """Run a duplicate check and store (`write`) again when the backend reports a `WriteConflict`
+        (another writer stored one of the texts in between; nothing was stored): the next check finds it.
+        At most `WRITE_CONFLICT_ATTEMPTS` attempts; the last conflict is passed on."""
+        for attempt in range(1, WRITE_CONFLICT_ATTEMPTS + 1):
+            try:
+                return write()
+            except WriteConflict:
+                if attempt == WRITE_CONFLICT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     def _record(self, events: builtins.list[HistoryEvent]) -> None:
         if Capability.HISTORY in self.capabilities and events:

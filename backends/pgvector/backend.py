@@ -95,8 +95,10 @@ class PgvectorBackend(Backend):
             return settings
 
         def conninfo(self) -> str:
-            """The libpq connection string (holds the password: never log it)."""
-            options = f"-c statement_timeout={self.statement_timeout_ms}"
+            """The libpq connection string (holds the password: never log it). The search settings are
+            session settings from the start (``options``), so a search needs no statement to set them."""
+            options = (f"-c statement_timeout={self.statement_timeout_ms} -c hnsw.ef_search={self.ef_search}"
+                       f" -c hnsw.iterative_scan={self.iterative_scan} -c hnsw.max_scan_tuples={self.max_scan_tuples}")
             parts: dict[str, Any] = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user,
                                      "sslmode": self.sslmode, "application_name": self.application_name,
                                      "connect_timeout": self.connect_timeout, "options": options}
@@ -124,8 +126,13 @@ class PgvectorBackend(Backend):
         self._store: PgvectorStore = PgvectorStore(settings, embedder, now=lambda: self.now())
 
     def add(self, records: Sequence[MemoryRecord]) -> None:
-        """All records in one COPY transaction."""
+        """All records in one statement (all or nothing)."""
         self._store.add(records)
+
+    def add_with_history(self, records: Sequence[MemoryRecord], events: Sequence[HistoryEvent]) -> None:
+        """Records and their events in one statement, all or nothing; `WriteConflict` (nothing stored) when
+        another writer stored one of the texts in the same scope since `Memory`'s duplicate check."""
+        self._store.add_with_history(records, events)
 
     def get(self, memory_id: str) -> MemoryRecord | None:
         """The live record with this id."""
@@ -134,6 +141,10 @@ class PgvectorBackend(Backend):
     def find_by_hash(self, scope: Scope, text_hash: str) -> MemoryRecord | None:
         """A live record of exactly `scope` with this hash."""
         return self._store.find_by_hash(scope, text_hash)
+
+    def find_duplicates(self, wanted: Sequence[tuple[Scope, str, str]]) -> builtins.list[MemoryRecord | None]:
+        """`find_by_hash` for every triple, in one query."""
+        return self._store.find_duplicates(wanted)
 
     def update(self, record: MemoryRecord) -> None:
         """Replace the stored record."""

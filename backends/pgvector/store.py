@@ -2,17 +2,20 @@
 
 - Storage: one table per namespace (`memdock.backends.pgvector.schema`), created by explicit, versioned,
   idempotent migrations when the backend opens.
-- Connections: one psycopg `ConnectionPool` per server and pool size, shared by every backend of the
-  process and checked on checkout, so a pool outlives a server restart: while the server is down a call
-  raises `BackendUnavailable` after ``connect_timeout`` seconds, and the first call after it is back
-  succeeds.
+- Connections: one psycopg `ConnectionPool` per server, pool size and search settings, shared by every
+  backend of the process. Connections are in autocommit (a read is one statement, one round trip) and
+  carry the search settings from their start; a connection is checked with a round trip only when it
+  was idle for `IDLE_CHECK_SECONDS` or the server ended it meanwhile (its socket turned readable), so a
+  pool outlives a server restart: while the server is down a call raises `BackendUnavailable` after
+  ``connect_timeout`` seconds, and the first call after it is back succeeds.
 - Filters: compiled to parameterised SQL with the reference evaluator's semantics
   (`memdock.backends.pgvector.sql`); ``icontains`` (Python's casefold) is evaluated in Python over the scope.
 - Search: ``ORDER BY embedding <=> q`` with ``hnsw.iterative_scan`` and an ``hnsw.ef_search`` raised to
   the limit, so scoped and filtered searches return as many hits as exist (pgvector otherwise filters
   after the index scan and returns too few); the hits are re-ranked exactly.
-- Writes: a batch is one transaction (COPY), all or nothing. Every driver error becomes
-  `BackendUnavailable` naming the server without its password.
+- Writes: a batch and its history events are one statement, all or nothing; the unique (scope, hash)
+  index makes dedup atomic across processes (`WriteConflict` when another writer got there first). Every
+  other driver error becomes `BackendUnavailable` naming the server without its password.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from __future__ import annotations
 import builtins
 import json
 import math
+import select
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -36,7 +42,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from memdock.backends.pgvector.schema import Namespace, setup
 from memdock.backends.pgvector.sql import Bound, compile_filter, needs_python, ordering_fields, params_of
 from memdock.embedding import Embedder
-from memdock.errors import BackendUnavailable, InvalidFilter, InvalidInput, MemdockError
+from memdock.errors import BackendUnavailable, InvalidFilter, InvalidInput, MemdockError, WriteConflict
 from memdock.filters import Filter, evaluate
 from memdock.models import SCOPE_FIELDS, EventKind, HistoryEvent, MemoryRecord, Page, Scope, SearchHit
 from memdock.pagination import decode_cursor, encode_cursor, page_of
@@ -50,6 +56,13 @@ COLUMNS = ("id", "text", "user_id", "agent_id", "run_id", "app_id", "metadata", 
 HISTORY_COLUMNS = ("id", "memory_id", "event", "old_text", "new_text", "old_metadata", "new_metadata", "user_id",
                    "agent_id", "run_id", "app_id", "created_at")
 
+_COLUMN_TYPES = ("text", "text", "text", "text", "text", "text", "jsonb", "text", "timestamptz", "timestamptz",
+                 "timestamptz", "vector")
+"""SQL types of `COLUMNS` + ``embedding``, in order."""
+_HISTORY_TYPES = ("text", "text", "text", "text", "text", "jsonb", "jsonb", "text", "text", "text", "text",
+                  "timestamptz")
+"""SQL types of `HISTORY_COLUMNS`, in order."""
+
 
 class _SharedPool:
     """A pool and how many open backends use it."""
@@ -62,12 +75,46 @@ class _SharedPool:
 _pools: dict[tuple[str, int, int], _SharedPool] = {}
 _pools_lock = threading.Lock()
 
+IDLE_CHECK_SECONDS = 5.0
+"""A connection idle for longer than this is checked with a round trip when it leaves the pool."""
+_returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = weakref.WeakKeyDictionary()
+_ef_search: weakref.WeakKeyDictionary[psycopg.Connection[Any], int] = weakref.WeakKeyDictionary()
+
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
+    """A new pooled connection: autocommit (a read is one statement, no BEGIN/COMMIT; writes that need
+    more than one statement open a transaction) and the vector type registered. The search settings
+    came with the connection (``options`` of `PgvectorBackend.Settings.conninfo`)."""
     from pgvector.psycopg import register_vector
 
+    conn.autocommit = True
     register_vector(conn)
-    conn.commit()
+    _returned_at[conn] = time.monotonic()
+
+
+def _returned(conn: psycopg.Connection[Any]) -> None:
+    """The pool's ``reset`` callback: remember when the connection went back to the pool."""
+    _returned_at[conn] = time.monotonic()
+
+
+def _check(conn: psycopg.Connection[Any]) -> None:
+    """The pool's ``check`` callback, without a round trip for a connection in recent use: a connection
+    is checked with an empty query only when it has been idle for `IDLE_CHECK_SECONDS` or when the server
+    sent something while it was idle (an idle session receives nothing but its termination: a restart
+    or ``kill`` shows up as a readable socket)."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    idle = time.monotonic() - _returned_at.get(conn, 0.0)
+    if idle > IDLE_CHECK_SECONDS or _socket_readable(conn):
+        ConnectionPool.check_connection(conn)
+
+
+def _socket_readable(conn: psycopg.Connection[Any]) -> bool:
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True  # no usable socket: let the real check decide
+    return bool(readable)
 
 
 def _acquire_pool(settings: PgvectorBackend.Settings) -> tuple[tuple[str, int, int], ConnectionPool[Any]]:
@@ -77,7 +124,7 @@ def _acquire_pool(settings: PgvectorBackend.Settings) -> tuple[tuple[str, int, i
         if shared is None:
             pool: ConnectionPool[Any] = ConnectionPool(
                 key[0], min_size=settings.pool_min_size, max_size=settings.pool_max_size,
-                timeout=float(settings.connect_timeout), configure=_configure, check=ConnectionPool.check_connection,
+                timeout=float(settings.connect_timeout), configure=_configure, check=_check, reset=_returned,
                 reconnect_timeout=float(settings.connect_timeout) * 4, name=f"memdock:{settings.location()}",
                 open=False,
             )
@@ -122,16 +169,19 @@ class PgvectorStore:
     # -- plumbing ------------------------------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection inside one transaction (committed on success, rolled back on error)."""
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in autocommit: each statement is its own transaction (a read is one round
+        trip). Driver errors become memdock's: a uniqueness violation `WriteConflict`, the rest
+        `BackendUnavailable` naming the server without its password."""
         try:
             with self._pool.connection(timeout=float(self._settings.connect_timeout)) as conn:
                 yield conn
         except MemdockError:
             raise
         except psycopg.errors.UniqueViolation:
-            raise BackendUnavailable(
-                f"pgvector at {self._where}: another writer stored the same text in this scope at the same time; retry"
+            raise WriteConflict(
+                f"pgvector at {self._where}: another writer stored the same text in this scope (or a record with"
+                " the same id) at the same time; nothing of this batch was stored"
             ) from None
         except PoolTimeout:
             raise BackendUnavailable(
@@ -139,6 +189,14 @@ class PgvectorStore:
             ) from None
         except (psycopg.Error, OSError) as exc:
             raise BackendUnavailable(f"pgvector at {self._where}: {type(exc).__name__}: {_first_line(exc)}") from None
+
+    def _ensure_ef_search(self, conn: psycopg.Connection[Any], wanted: int) -> None:
+        """``hnsw.ef_search`` of this connection at `wanted`: a connection starts at the configured value
+        (its ``options``), so only a search whose limit needs a wider search (and the next one after it)
+        spends a statement on it."""
+        if _ef_search.get(conn, self._settings.ef_search) != wanted:
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", [str(wanted)])
+            _ef_search[conn] = wanted
 
     def _scope_clause(self, scope: Scope) -> list[sql.Composable]:
         clauses: list[sql.Composable] = [
@@ -183,29 +241,52 @@ class PgvectorStore:
     # -- writes --------------------------------------------------------------------------------------------
 
     def add(self, records: Sequence[MemoryRecord]) -> None:
-        """One transaction: expired rows holding the same (scope, hash) are removed, then COPY."""
+        """`add_with_history` without events."""
+        self.add_with_history(records, [])
+
+    def add_with_history(self, records: Sequence[MemoryRecord], events: Sequence[HistoryEvent]) -> None:
+        """Records and their history events in ONE statement (one round trip, one transaction): expired rows
+        holding the same (scope, hash) are removed, the records inserted, the events appended. All or
+        nothing: when another writer stored one of the texts in the same scope meanwhile (the unique
+        (scope, hash) index) or a record with one of the ids, the statement fails as a whole and
+        `WriteConflict` says so; a fault during it leaves nothing either."""
         if not records:
+            if events:
+                self.record_history(events)
             return
         if any(r.vector is None for r in records):
             raise InvalidInput("records need vectors", field="vector")
-        with self._transaction() as conn:
-            keys = [[r.scope.user_id or "", r.scope.agent_id or "", r.scope.run_id or "", r.scope.app_id or "", r.hash]
-                    for r in records]
-            conn.execute(sql.SQL(
-                "DELETE FROM {} WHERE expires_at <= %s AND (COALESCE(user_id, ''), COALESCE(agent_id, ''),"
-                " COALESCE(run_id, ''), COALESCE(app_id, ''), hash) IN"
-                " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]))"
-            ).format(self._table), [self.now(), *(list(column) for column in zip(*keys, strict=True))])
-            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                self._table, sql.SQL(", ").join(map(sql.Identifier, [*COLUMNS, "embedding"])))
-            with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
-                for record in records:
-                    copy.write_row(_row(record))
+        columns = list(zip(*(_row(r) for r in records), strict=True))
+        incoming = sql.SQL("SELECT * FROM unnest({})").format(sql.SQL(", ").join(
+            sql.SQL("%s::{}[]").format(sql.SQL(kind)) for kind in _COLUMN_TYPES))
+        statement = sql.SQL(
+            "WITH incoming ({columns}) AS MATERIALIZED ({incoming}),"
+            " expired AS (DELETE FROM {t} WHERE expires_at <= %s AND (COALESCE(user_id, ''), COALESCE(agent_id, ''),"
+            " COALESCE(run_id, ''), COALESCE(app_id, ''), hash) IN (SELECT COALESCE(user_id, ''),"
+            " COALESCE(agent_id, ''), COALESCE(run_id, ''), COALESCE(app_id, ''), hash FROM incoming) RETURNING 1),"
+            # the scalar subquery runs the DELETE to completion before the first row is inserted
+            " stored AS (INSERT INTO {t} ({columns}) SELECT * FROM incoming WHERE (SELECT count(*) FROM expired) >= 0"
+            " RETURNING 1) "
+        ).format(columns=sql.SQL(", ").join(map(sql.Identifier, [*COLUMNS, "embedding"])), incoming=incoming,
+                 t=self._table)
+        params: list[Any] = [*(list(column) for column in columns), self.now()]
+        if events:
+            history = sql.SQL("SELECT * FROM unnest({})").format(sql.SQL(", ").join(
+                sql.SQL("%s::{}[]").format(sql.SQL(kind)) for kind in _HISTORY_TYPES))
+            statement += sql.SQL(
+                "INSERT INTO {h} ({columns}) {history} WHERE (SELECT count(*) FROM stored) >= 0"
+            ).format(h=self._history_table, columns=sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS)),
+                     history=history)
+            params += [list(column) for column in zip(*(_event_row(e) for e in events), strict=True)]
+        else:
+            statement += sql.SQL("SELECT count(*) FROM stored")
+        with self._connection() as conn:
+            conn.execute(statement, params)
 
     def update(self, record: MemoryRecord) -> None:
         """Replace text, metadata, hash, times and vector; another memory holding the new text in the same
         scope makes it `InvalidInput` (field ``text``)."""
-        with self._transaction() as conn:
+        with self._connection() as conn:
             try:
                 conn.execute(sql.SQL(
                     "UPDATE {} SET text = %s, metadata = %s, hash = %s, updated_at = %s, expires_at = %s,"
@@ -218,19 +299,19 @@ class PgvectorStore:
     def delete(self, memory_ids: Sequence[str]) -> None:
         """Delete by id; unknown ids are ignored."""
         if memory_ids:
-            with self._transaction() as conn:
+            with self._connection() as conn:
                 conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._table), [list(memory_ids)])
 
     def reset(self) -> None:
         """Empty the namespace's memories and history."""
-        with self._transaction() as conn:
+        with self._connection() as conn:
             conn.execute(sql.SQL("TRUNCATE {}, {}").format(self._table, self._history_table))
 
     # -- reads ---------------------------------------------------------------------------------------------
 
     def get(self, memory_id: str) -> MemoryRecord | None:
         """The record (with its vector), or None when missing or expired."""
-        with self._transaction() as conn:
+        with self._connection() as conn:
             found = self._select(conn, [Bound(sql.SQL("id = %s"), [memory_id])], sql.SQL(""), vectors=True)
         if not found or found[0].is_expired(self.now()):
             return None
@@ -238,15 +319,26 @@ class PgvectorStore:
 
     def find_by_hash(self, scope: Scope, text_hash: str) -> MemoryRecord | None:
         """A live record with exactly this scope and hash (served by the unique index)."""
-        clauses: list[sql.Composable] = [
-            Bound(sql.SQL("COALESCE({}, '') = %s").format(sql.Identifier(name)), [getattr(scope, name) or ""])
-            for name in SCOPE_FIELDS
-        ]
-        clauses += [Bound(sql.SQL("hash = %s"), [text_hash]),
-                    Bound(sql.SQL("(expires_at IS NULL OR expires_at > %s)"), [self.now()])]
-        with self._transaction() as conn:
-            found = self._select(conn, clauses, sql.SQL("LIMIT 1"))
-        return found[0] if found else None
+        return self.find_duplicates([(scope, "", text_hash)])[0]
+
+    def find_duplicates(self, wanted: Sequence[tuple[Scope, str, str]]) -> builtins.list[MemoryRecord | None]:
+        """For each ``(scope, text, hash)``, the live record of exactly this scope with this hash, or None; the
+        whole batch in one query (the unique (scope, hash) index answers each triple)."""
+        if not wanted:
+            return []
+        keys = [[getattr(scope, name) or "" for name in SCOPE_FIELDS] + [digest] for scope, _, digest in wanted]
+        query = sql.SQL(
+            "SELECT w.n, {columns} FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+            " WITH ORDINALITY AS w (user_id, agent_id, run_id, app_id, hash, n)"
+            " JOIN {t} t ON COALESCE(t.user_id, '') = w.user_id AND COALESCE(t.agent_id, '') = w.agent_id"
+            " AND COALESCE(t.run_id, '') = w.run_id AND COALESCE(t.app_id, '') = w.app_id AND t.hash = w.hash"
+            " WHERE t.expires_at IS NULL OR t.expires_at > %s"
+        ).format(columns=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in COLUMNS),
+                 t=self._table)
+        with self._connection() as conn:
+            rows = conn.execute(query, [*(list(c) for c in zip(*keys, strict=True)), self.now()]).fetchall()
+        found: dict[int, MemoryRecord] = {int(row[0]): _record(row[1:]) for row in rows}
+        return [found.get(n) for n in range(1, len(wanted) + 1)]
 
     def search(
         self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
@@ -254,16 +346,12 @@ class PgvectorStore:
         """The nearest live records in scope matching `where`, re-ranked exactly (ties by id)."""
         if vector is None:
             raise InvalidInput("the pgvector backend needs a query vector", field="vector")
-        with self._transaction() as conn:
+        with self._connection() as conn:
             clauses = self._where_clause(conn, scope, where)
             if clauses is None:
                 assert where is not None
                 return rank_by_cosine(vector, self._python_filtered(conn, scope, where, vectors=True), limit)
-            settings = self._settings
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true),"
-                         " set_config('hnsw.max_scan_tuples', %s, true)",
-                         [str(max(settings.ef_search, min(limit * 2, 1000))), settings.iterative_scan,
-                          str(settings.max_scan_tuples)])
+            self._ensure_ef_search(conn, max(self._settings.ef_search, min(limit * 2, 1000)))
             query = sql.SQL(
                 "SELECT {}, embedding <=> %s AS distance FROM {} WHERE {} ORDER BY embedding <=> %s LIMIT %s"
             ).format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), self._table,
@@ -276,7 +364,7 @@ class PgvectorStore:
 
     def list(self, scope: Scope, where: Filter | None, limit: int, cursor: str | None) -> Page:
         """A keyset page ordered by (created_at, id)."""
-        with self._transaction() as conn:
+        with self._connection() as conn:
             clauses = self._where_clause(conn, scope, where)
             if clauses is None:
                 assert where is not None
@@ -292,7 +380,7 @@ class PgvectorStore:
 
     def count(self, scope: Scope, where: Filter | None) -> int:
         """How many live records in scope match `where`."""
-        with self._transaction() as conn:
+        with self._connection() as conn:
             clauses = self._where_clause(conn, scope, where)
             if clauses is None:
                 assert where is not None
@@ -304,17 +392,15 @@ class PgvectorStore:
     # -- history -------------------------------------------------------------------------------------------
 
     def record_history(self, events: Sequence[HistoryEvent]) -> None:
-        """Append events in one transaction."""
+        """Append events in one statement (COPY)."""
         if not events:
             return
-        with self._transaction() as conn:
+        with self._connection() as conn:
             copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
                 self._history_table, sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS)))
             with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
                 for e in events:
-                    copy.write_row([e.id, e.memory_id, e.event.value, e.old_text, e.new_text,
-                                    _jsonb(e.old_metadata), _jsonb(e.new_metadata), e.scope.user_id,
-                                    e.scope.agent_id, e.scope.run_id, e.scope.app_id, e.created_at])
+                    copy.write_row(_event_row(e))
 
     def history(self, memory_id: str) -> builtins.list[HistoryEvent]:
         """Events of one memory, oldest first (recording order breaks ties)."""
@@ -324,7 +410,7 @@ class PgvectorStore:
         """The live records with these ids (with their vectors), in one query."""
         if not memory_ids:
             return []
-        with self._transaction() as conn:
+        with self._connection() as conn:
             found = self._select(conn, [Bound(sql.SQL("id = ANY(%s)"), [list(memory_ids)])], sql.SQL(""),
                                  vectors=True)
         now = self.now()
@@ -335,7 +421,7 @@ class PgvectorStore:
         out: dict[str, builtins.list[HistoryEvent]] = {memory_id: [] for memory_id in memory_ids}
         if not memory_ids:
             return out
-        with self._transaction() as conn:
+        with self._connection() as conn:
             rows = conn.execute(sql.SQL("SELECT {} FROM {} WHERE memory_id = ANY(%s) ORDER BY created_at, seq").format(
                 sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS)), self._history_table),
                 [list(memory_ids)]).fetchall()
@@ -390,6 +476,11 @@ def _row(record: MemoryRecord) -> list[Any]:
     scope = record.scope
     return [record.id, record.text, scope.user_id, scope.agent_id, scope.run_id, scope.app_id, _jsonb(record.metadata),
             record.hash, record.created_at, record.updated_at, record.expires_at, _vector(record.vector)]
+
+
+def _event_row(e: HistoryEvent) -> list[Any]:
+    return [e.id, e.memory_id, e.event.value, e.old_text, e.new_text, _jsonb(e.old_metadata), _jsonb(e.new_metadata),
+            e.scope.user_id, e.scope.agent_id, e.scope.run_id, e.scope.app_id, e.created_at]
 
 
 def _record(row: Sequence[Any]) -> MemoryRecord:
