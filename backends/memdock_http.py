@@ -9,7 +9,7 @@ native route, so nothing is emulated:
 - `add` -> ``POST /import`` (the ids and times `Memory` stamped are kept; a large batch is sent in parts,
   and the parts already added are deleted again if a later one fails: all or nothing);
 - `find_duplicate` / `find_by_hash` -> ``POST /lookup`` (the memory of exactly this scope holding a text,
-  or with a hash);
+  or with a hash); `find_duplicates` (a whole batch) -> ``POST /lookups``;
 - `get`, `update`, `delete`, `history` -> ``/memories/{id}`` routes; `search`, `list` (the server's own
   opaque cursor), `count` -> ``/search``, ``/memories``, ``/count`` with the filter sent as mem0-style JSON;
 - `reset` -> ``POST /reset`` (when ``GET /info`` says the server runs with ``--allow-reset`` and the key is
@@ -73,6 +73,8 @@ BACKOFF_SECONDS = 0.1
 IMPORT_BYTES = 256 * 1024
 """The largest import body sent at once when it holds several records (a server accepts 1 MiB by default)."""
 IMPORT_RECORDS = 500
+LOOKUPS_PER_REQUEST = 500
+"""Texts per ``POST /lookups`` request (the server takes up to 1,000)."""
 RECORD_FIELD = re.compile(r"^records(?:\[(\d+)\]|\.(\d+))(.*)$")
 """A field naming one imported record: ``records[3].text`` (memdock's form) or ``records.3.created_at``."""
 LOGICAL_KEYS = frozenset({"AND", "OR", "NOT", "and", "or", "not"})
@@ -121,6 +123,7 @@ class MemdockHttpBackend(Backend):
     def __init__(self, settings: MemdockHttpBackend.Settings, embedder: Embedder | None) -> None:
         require_extra("http", "the memdock+http backend", "httpx")
         key = settings.key()
+        self._single_lookups = False  # set when the server has no ``POST /lookups``
         self._transport = _Transport(settings.base_url, {"Authorization": f"Bearer {key}"} if key else {},
                                      timeout=settings.timeout, retries=settings.retries)
         try:
@@ -205,6 +208,27 @@ class MemdockHttpBackend(Backend):
     def find_duplicate(self, scope: Scope, text: str, text_hash: str) -> MemoryRecord | None:
         """The server's memory of exactly this scope holding this text (it hashes as memdock does)."""
         return self._lookup({**scope.ids(), "text": text})
+
+    def find_duplicates(self, wanted: Sequence[tuple[Scope, str, str]]) -> builtins.list[MemoryRecord | None]:
+        """``POST /lookups``, up to `LOOKUPS_PER_REQUEST` texts a request; one ``/lookup`` each on a server
+        older than that route (it answers 404)."""
+        found: builtins.list[MemoryRecord | None] = []
+        for start in range(0, len(wanted), LOOKUPS_PER_REQUEST):
+            chunk = wanted[start:start + LOOKUPS_PER_REQUEST]
+            if self._single_lookups:
+                found.extend(super().find_duplicates(chunk))
+                continue
+            body = {"lookups": [{**scope.ids(), "text": text} for scope, text, _ in chunk]}
+            try:
+                answer = _field(self._transport.call("POST", "/lookups", json_body=body), "memories")
+            except (MemoryNotFound, MalformedResponse):  # a server from before the route
+                self._single_lookups = True
+                found.extend(super().find_duplicates(chunk))
+                continue
+            if not isinstance(answer, list) or len(answer) != len(chunk):
+                raise MalformedResponse(f"expected {len(chunk)} answers", dialect=DIALECT, field="memories")
+            found.extend(None if item is None else _record(item, "memories[]") for item in answer)
+        return found
 
     def find_by_hash(self, scope: Scope, text_hash: str) -> MemoryRecord | None:
         """The server's memory of exactly this scope whose hash is `text_hash`."""

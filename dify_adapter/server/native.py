@@ -9,7 +9,8 @@ the caller's scope, exactly as for a missing one.
 Four routes exist for clients that are themselves memdock backends (``memdock+http://``, see
 docs/memdock-http-backend.md): ``GET /info`` (what the server's backend declares and which embedder it
 uses), ``POST /import`` (store records with the ids and times the client chose, all or nothing),
-``POST /lookup`` (the memory of exactly this scope holding a text, or with a hash: dedup) and
+``POST /lookup`` (the memory of exactly this scope holding a text, or with a hash: dedup), ``POST /lookups``
+(many of those in one request, answered in order) and
 ``POST /reset`` (body ``{"confirm": true}``; only with ``--allow-reset`` and an unrestricted key, else 403).
 They keep the same auth and scope confinement as the rest.
 """
@@ -228,6 +229,20 @@ class LookupResponse(BaseModel):
     memory: MemoryOut | None
 
 
+class LookupsRequest(BaseModel):
+    """Many lookups in one request (a migration's duplicate check for a whole batch), answered in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lookups: list[LookupRequest] = Field(min_length=1, max_length=MAX_LIMIT)
+
+
+class LookupsResponse(BaseModel):
+    """One answer per lookup, in order: the memory, or null."""
+
+    memories: list[MemoryOut | None]
+
+
 class ResetRequest(BaseModel):
     """``{"confirm": true}``: a reset is never an accident."""
 
@@ -403,6 +418,20 @@ def lookup(body: LookupRequest, memory: MemoryDep, caller: CallerDep) -> LookupR
         digest = str(body.hash)
         found = _backend_call(memory, lambda: memory.backend.find_by_hash(scope, digest))
     return LookupResponse(memory=None if found is None else MemoryOut.of(found))
+
+
+@router.post("/lookups", response_model=LookupsResponse, summary="Many lookups (as /lookup) in one request")
+def lookups(body: LookupsRequest, memory: MemoryDep, caller: CallerDep) -> LookupsResponse:
+    scopes = [_scope(item, caller) for item in body.lookups]
+    texts = {n: check_text(item.text, field=f"lookups[{n}].text")
+             for n, item in enumerate(body.lookups) if item.text is not None}
+    wanted = [(scopes[n], text, text_hash(text)) for n, text in texts.items()]
+    found = dict(zip(texts, _backend_call(memory, lambda: memory.backend.find_duplicates(wanted)), strict=True))
+    hashed = [(n, scopes[n], item.hash) for n, item in enumerate(body.lookups) if item.hash is not None]
+    found.update(_backend_call(memory, lambda: {n: memory.backend.find_by_hash(scope, digest)
+                                                for n, scope, digest in hashed}))
+    return LookupsResponse(memories=[None if (r := found[n]) is None else MemoryOut.of(r)
+                                     for n in range(len(body.lookups))])
 
 
 @router.post("/reset", response_model=ResetResponse, summary="Delete every memory of every scope (opt-in)")

@@ -323,3 +323,19 @@ def test_the_plugin_module_loads_no_http_client() -> None:
             "assert 'memdock+https' in backend_classes()\nprint('httpx' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+
+
+@pytest.mark.parametrize("routes_missing", [(), ("/v1/lookups",)])
+def test_a_batch_duplicate_check_answers_as_one_lookup_each(routes_missing: tuple[str, ...]) -> None:
+    """`find_duplicates` asks ``POST /lookups`` (500 texts a request), or ``/lookup`` text by text on a
+    server from before that route; the answers are the same."""
+    with ExitStack() as stack:
+        base = stack.enter_context(memdock_app_server(f"memory://dups-{uuid.uuid4().hex[:8]}?embedder=hash",
+                                                      without_routes=routes_missing))
+        memory = stack.enter_context(Memory.open(f"memdock+http://{base.removeprefix('http://')}"))
+        scope, other = Scope(user_id="u1"), Scope(user_id="u1", agent_id="a")
+        added = memory.add([{"role": "user", "content": f"fact {n}"} for n in range(0, 1200, 3)], scope=scope)
+        stored = {r.record.text: r.record.id for r in added}
+        wanted = [(s, f"fact {n}", text_hash(f"fact {n}")) for n in range(1200) for s in (scope, other)]
+        found = memory.backend.find_duplicates(wanted)
+        assert [r and r.id for r in found] == [stored.get(text) if s == scope else None for s, text, _ in wanted]

@@ -257,6 +257,24 @@ def test_lookup_finds_a_text_or_hash_in_exactly_the_scope(client: httpx.Client) 
     assert unscoped.status_code == 422 and unscoped.json()["error"]["field"] == "scope"
 
 
+def test_lookups_answer_each_lookup_in_order_in_exactly_its_scope(client: httpx.Client) -> None:
+    user = unique("u")
+    first = add(client, "first text", user_id=user)["memory"]
+    second = add(client, "second text", user_id=user, agent_id="a1")["memory"]
+    asked = [{"user_id": user, "text": "second text"}, {"user_id": user, "agent_id": "a1", "text": "second  text"},
+             {"user_id": user, "hash": first["hash"]}, {"user_id": user, "text": "never stored"},
+             {"user_id": user, "text": "first text"}]
+    found = client.post("/v1/lookups", json={"lookups": asked})
+    assert found.status_code == 200, found.text
+    assert [m and m["id"] for m in found.json()["memories"]] == [None, second["id"], first["id"], None, first["id"]]
+    blank = client.post("/v1/lookups", json={"lookups": [{"user_id": user, "text": "x"}, {"user_id": user,
+                                                                                          "text": " "}]})
+    assert blank.status_code == 422 and blank.json()["error"]["field"] == "lookups[1].text", blank.text
+    unscoped = client.post("/v1/lookups", json={"lookups": [{"text": "first text"}]})
+    assert unscoped.status_code == 422 and unscoped.json()["error"]["field"] == "scope", unscoped.text
+    assert client.post("/v1/lookups", json={"lookups": []}).status_code == 422
+
+
 def test_reset_is_off_unless_allowed_and_needs_an_unrestricted_key(tmp_path: Path) -> None:
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps([{"name": "admin", "key": "admin-key-0123456789ab"},

@@ -148,6 +148,11 @@ def test_a_restricted_key_cannot_leave_its_scopes(tmp_path: Path) -> None:
         refused = client.post("/v1/memories", json={"text": "elsewhere", "agent_id": "other"})
         assert refused.status_code == 403 and refused.json()["error"]["type"] == "Forbidden"
         assert client.get("/v1/count", params={"user_id": "anyone"}).status_code == 403
+        mixed = [{"agent_id": "bot", "user_id": "anyone", "text": "bot fact"},
+                 {"user_id": "anyone", "text": "bot fact"}]
+        assert client.post("/v1/lookups", json={"lookups": mixed}).status_code == 403
+        own = client.post("/v1/lookups", json={"lookups": mixed[:1]}).json()["memories"]
+        assert [m["text"] for m in own] == ["bot fact"]
 
 
 def test_a_key_limited_to_knowledge_ids_is_refused_by_every_memory_api(tmp_path: Path) -> None:

@@ -46,18 +46,21 @@ def fresh_backend_url(kind: str, folder: Path, name: str) -> str:
 
 @contextmanager
 def memdock_app_server(
-    backend: str | Memory, *serve_args: str, config: ServerConfig | None = None, timeout: float = 30.0
+    backend: str | Memory, *serve_args: str, config: ServerConfig | None = None, timeout: float = 30.0,
+    without_routes: tuple[str, ...] = (),
 ) -> Iterator[str]:
     """Serve `memdock_app(backend, *serve_args, config=config)` with uvicorn on a free 127.0.0.1 port in a
     background thread; yields ``http://127.0.0.1:PORT`` once it accepts connections, then stops it
     (``server.should_exit = True``, thread joined) and, for a backend URL, closes the Memory it opened.
 
     `backend` is a backend URL or an open `Memory` (left open); `serve_args` are ``memdock serve`` flags
-    (``--api-key``, ``--mount``, ...), `config` a ready `ServerConfig` instead. The socket is bound before
+    (``--api-key``, ``--mount``, ...), `config` a ready `ServerConfig` instead; `without_routes` lists paths
+    (e.g. ``/v1/lookups``) taken out of the app, as a server from before them. The socket is bound before
     the thread starts, so no other process can take the port in between. `RuntimeError` when uvicorn does
     not start within `timeout` seconds.
     """
     app = memdock_app(backend, *serve_args, config=config)
+    app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) not in without_routes]
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = int(sock.getsockname()[1])
