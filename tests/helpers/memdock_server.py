@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -59,8 +60,9 @@ def memdock_app_server(
     the thread starts, so no other process can take the port in between. `RuntimeError` when uvicorn does
     not start within `timeout` seconds.
     """
-    app = memdock_app(backend, *serve_args, config=config)
-    app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) not in without_routes]
+    app: Any = memdock_app(backend, *serve_args, config=config)
+    if without_routes:
+        app = _answering_404(app, without_routes)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = int(sock.getsockname()[1])
@@ -80,6 +82,18 @@ def memdock_app_server(
         server.should_exit = True
         thread.join(timeout=timeout)
         sock.close()
+
+
+def _answering_404(app: Any, paths: tuple[str, ...]) -> Any:
+    """`app`, except that `paths` answer as a route the server does not have (FastAPI's own 404)."""
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] in paths:
+            await send({"type": "http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": b'{"detail":"Not Found"}'})
+            return
+        await app(scope, receive, send)
+    return wrapped
 
 
 @contextmanager
