@@ -402,21 +402,28 @@ class Memory:
         history: Mapping[str, Sequence[HistoryEvent]] | None,
     ) -> builtins.list[WriteResult]:
         """`import_` of validated records, under the write lock."""
-        results: builtins.list[WriteResult | None] = []
+        results: builtins.list[WriteResult | tuple[EventKind, int]] = []  # a result, or (event, index into fresh)
         fresh: builtins.list[MemoryRecord] = []
         replaced: builtins.list[tuple[MemoryRecord, MemoryRecord]] = []
-        batch: dict[tuple[str, ...], MemoryRecord] = {}  # earlier records of this batch, by id and by text
+        batch: dict[tuple[str, ...], int] = {}  # earlier new records of this batch (index into fresh), by id and text
         by_id = {r.id: r for r in self._call(self.backend.get_many, [r.id for r in incoming])}
         for record in incoming:
             record.hash = text_hash(record.text)
         holders = self._call(self.backend.find_duplicates, [(r.scope, r.text, r.hash) for r in incoming])
         for index, (record, holder) in enumerate(zip(incoming, holders, strict=True)):
             keys = [("id", record.id), ("text", record.scope.model_dump_json(), record.hash)]
-            existing = next((batch[k] for k in keys if k in batch), None) or by_id.get(record.id) or holder
+            earlier = next((batch[k] for k in keys if k in batch), None)
+            if earlier is not None:  # repeated within the batch: the first copy, as stored (its id may change)
+                if on_conflict == "fail":
+                    raise InvalidInput(f"memory {fresh[earlier].id} is already in this batch",
+                                       field=f"records[{index}].id")
+                results.append((EventKind.NONE, earlier))
+                continue
+            existing = by_id.get(record.id) or holder
             if existing is None:
-                batch.update(dict.fromkeys(keys, record))
+                batch.update(dict.fromkeys(keys, len(fresh)))
                 fresh.append(record)
-                results.append(None)
+                results.append((EventKind.ADD, len(fresh) - 1))
             elif on_conflict == "fail":
                 raise InvalidInput(f"memory {existing.id} is already stored", field=f"records[{index}].id")
             elif on_conflict == "replace":
@@ -425,8 +432,9 @@ class Memory:
             else:
                 results.append(WriteResult(event=EventKind.NONE, record=_public(existing)))
         self._replace(replaced)
-        added = iter(self._store_new(fresh, history=history))
-        return [result or WriteResult(event=EventKind.ADD, record=_public(next(added))) for result in results]
+        stored = self._store_new(fresh, history=history)
+        return [result if isinstance(result, WriteResult)
+                else WriteResult(event=result[0], record=_public(stored[result[1]])) for result in results]
 
     def import_history(self, events: Sequence[HistoryEvent]) -> None:
         """Record history events brought from another store (migration repairs a record stored just before

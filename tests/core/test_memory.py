@@ -695,6 +695,21 @@ def test_ids_assigned_by_the_backend_are_what_add_reports_and_history_records() 
     assert [e.event for e in mem.history(ids[0])] == [EventKind.ADD]
 
 
+def test_a_text_repeated_in_one_import_answers_with_the_id_the_backend_assigned() -> None:
+    embedder = make_test_embedder()
+    mem = Memory(ServerAssignedIdsBackend(ReferenceBackend.Settings(), embedder), embedder)
+    now = datetime.now(UTC)
+    records = [MemoryRecord(id=f"given-{n}", text=text, scope=Scope(user_id="u1"), hash="", created_at=now,
+                            updated_at=now) for n, text in enumerate(["same", "other", "same"])]
+    results = mem.import_(records)
+    assert [r.event for r in results] == [EventKind.ADD, EventKind.ADD, EventKind.NONE]
+    assert results[2].record.id == results[0].record.id and results[0].record.id.startswith("srv-")
+    with pytest.raises(InvalidInput, match="already in this batch") as info:
+        mem.import_([records[1].model_copy(update={"id": "x", "text": "third"}),
+                     records[1].model_copy(update={"id": "y", "text": "third"})], on_conflict="fail")
+    assert info.value.field == "records[1].id" and mem.count(user_id="u1") == 2
+
+
 # -- URLs and shared stores ------------------------------------------------------------------------------
 
 
