@@ -53,3 +53,14 @@ def quality(session: nox.Session) -> None:
     embedder (the ``embedder`` extra, through ``local``)."""
     session.install(".[local,pgvector,mem0,http]")
     session.run("python", "benchmarks/quality/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """The long variants of the hardening suites: hostile input, the isolation property and the load test
+    (tests/e2e/) with ``MEMDOCK_SOAK=1``, which scales their examples and durations up about tenfold; the
+    same tests run short in ``nox -s tests``. Extra arguments go to pytest (e.g. one file)."""
+    session.install(".[test]")
+    paths = session.posargs or ["tests/e2e/test_hostile_input.py", "tests/e2e/test_isolation_property.py",
+                                "tests/e2e/test_load.py"]
+    session.run("pytest", "-q", *paths, env={"MEMDOCK_SOAK": "1"})

@@ -26,6 +26,10 @@ def json_arg(field: str) -> Callable[[str], Any]:
             return json.loads(raw)
         except json.JSONDecodeError as exc:
             raise argparse.ArgumentTypeError(f"{field} is not valid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise argparse.ArgumentTypeError(f"{field} nests too deeply") from None
+        except ValueError as exc:  # e.g. an integer of more digits than Python converts
+            raise argparse.ArgumentTypeError(f"{field} is not usable JSON: {str(exc)[:80]}") from None
 
     return parse
 

@@ -17,6 +17,7 @@ Semantics (the contract):
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any, Literal
 
 from memdock.errors import InvalidFilter
 from memdock.models import SCOPE_FIELDS, MemoryRecord
+from memdock.validation import MAX_INT, MIN_INT
 
 ComparisonOp = Literal[
     "eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "icontains", "startswith", "endswith"
@@ -119,10 +121,12 @@ def comparison(field: str, op: str, value: Any) -> Comparison:
 
 
 def _check_operand(value: Any, field: str, depth: int) -> None:
-    """Operands are JSON any store can compare: finite numbers, strings without NUL or lone surrogates,
-    nesting within `MAX_FILTER_DEPTH`."""
+    """Operands are JSON any store can compare: finite numbers, integers within 64 bits (as in metadata),
+    strings without NUL or lone surrogates, nesting within `MAX_FILTER_DEPTH`."""
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidFilter("numbers in filters must be finite (no NaN or infinity)", field=field)
+    if isinstance(value, int) and not isinstance(value, bool) and not MIN_INT <= value <= MAX_INT:
+        raise InvalidFilter("integers in filters must fit in 64 bits (-2**63 .. 2**63 - 1)", field=field)
     if isinstance(value, str):
         if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
             raise InvalidFilter("strings in filters must not hold NUL characters or lone surrogates", field=field)
@@ -253,6 +257,18 @@ def matches_all(expr: Filter | None, records: Sequence[MemoryRecord]) -> list[Me
     if expr is None:
         return list(records)
     return [record for record in records if evaluate(expr, record)]
+
+
+def parse_filter_text(text: str, field: str = "filter") -> Any:
+    """JSON text holding a filter (a query parameter, a command-line option), parsed but not yet checked;
+    `InvalidFilter` naming `field` when it is not JSON or nests too deeply for the parser (Python's decoder
+    recurses: about 1,000 levels raise `RecursionError`, refused here as the filter bound it is)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InvalidFilter(f"filter nests deeper than {MAX_FILTER_DEPTH} levels", field=field) from None
+    except ValueError as exc:
+        raise InvalidFilter(f"not valid JSON: {exc}", field=field) from None
 
 
 def coerce_filter(value: Filter | Mapping[str, Any] | None) -> Filter | None:

@@ -31,6 +31,7 @@ from memdock.validation import (
     check_limit,
     check_memory_id,
     check_metadata,
+    check_storable,
     check_text,
     check_threshold,
     make_scope,
@@ -384,6 +385,7 @@ class Memory:
         for index, record in enumerate(incoming):
             if not record.id.strip():
                 raise InvalidInput("must be a non-empty string", field=f"records[{index}].id")
+            check_storable(record.id, f"records[{index}].id")
             check_text(record.text, field=f"records[{index}].text")
             record.metadata = check_metadata(record.metadata)
             if record.scope.is_empty():

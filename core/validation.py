@@ -152,9 +152,11 @@ def check_threshold(threshold: Any) -> float | None:
 
 
 def check_memory_id(memory_id: Any) -> str:
-    """A non-empty string."""
+    """A non-empty string any store can look up (`check_storable`: no NUL, no lone surrogate, which no
+    stored id holds; PostgreSQL and Chroma would fail on them, answered as an outage)."""
     if not isinstance(memory_id, str) or not memory_id.strip():
         raise InvalidInput("must be a non-empty string", field="memory_id")
+    check_storable(memory_id, "memory_id")
     return memory_id
 
 

@@ -9,9 +9,11 @@ mem0 server dialects share.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -67,6 +69,23 @@ def first_error(exc: RequestValidationError) -> tuple[str, str]:
         return "body", f"not valid JSON: {error.get('ctx', {}).get('error', error.get('msg'))}"
     location = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
     return ".".join(location) or "body", str(error.get("msg", "invalid"))
+
+
+def validation_errors(exc: RequestValidationError) -> list[Any]:
+    """FastAPI's error list for a request, as JSON every encoder can write: non-finite numbers a client sent
+    (``NaN``, ``Infinity``, ``1e400`` in the ``input`` echoed back) become their JSON-ish spelling
+    (``"NaN"``, ``"Infinity"``, ``"-Infinity"``), so a refusal never fails to render (a 500)."""
+    return [_finite(item) for item in jsonable_encoder(exc.errors())]
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def headers_for(status: int) -> dict[str, str]:

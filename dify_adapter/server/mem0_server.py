@@ -24,7 +24,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -40,7 +39,7 @@ from memdock.dify_adapter.server.access import (
     request_caller,
 )
 from memdock.dify_adapter.server.config import ServerConfig
-from memdock.dify_adapter.server.errors import headers_for, status_of, translating_route
+from memdock.dify_adapter.server.errors import headers_for, status_of, translating_route, validation_errors
 from memdock.errors import InvalidInput, MemoryNotFound, Unsupported
 from memdock.filters import Filter, parse_mem0_filter
 from memdock.formats.mem0 import (
@@ -123,7 +122,7 @@ class Mem0UpdateRequest(BaseModel):
 def mem0_server_error(request: Request, exc: Exception) -> Response:
     """mem0's error bodies: ``{"detail": ...}``; request validation keeps FastAPI's detail list."""
     if isinstance(exc, RequestValidationError):
-        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+        return JSONResponse({"detail": validation_errors(exc)}, status_code=422)
     status = status_of(exc)
     if isinstance(exc, InvalidInput):
         status = 400

@@ -24,7 +24,8 @@ envelope too (501 unsupported, 503 backend unavailable). Route by route:
 - ``GET /authorized`` -> the key check only;
 - ``POST /store`` ``{data, user_id?, agent_id?, run_id?, metadata?, filters?, prompt?}`` -> `Memory.add`;
 - ``POST /search`` ``{query, ids?, limit=100, filters?}`` and ``GET /search?query&ids&limit&filters`` ->
-  `Memory.search` (limit clamped to 1..`MAX_LIMIT`), items with memdock's score;
+  `Memory.search` (``limit`` 1..`MAX_LIMIT`; 0, negatives, larger numbers and fractions answer the 422
+  envelope naming ``limit``: memdock never clamps silently), items with memdock's score;
 - ``GET /retrieve?ids&limit=100`` -> the first ``limit`` memories of the scope, oldest first;
 - ``GET /retrieve/{id}`` -> the memory's HISTORY (as the original: not the memory);
 - ``PUT /update/{id}?data=TEXT`` -> `Memory.update` of the text; a JSON body ``{"metadata": {...}}`` (a memdock
@@ -40,7 +41,6 @@ import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, field_validator
 from starlette.concurrency import run_in_threadpool
@@ -54,10 +54,10 @@ from memdock.dify_adapter.server.access import (
     Unauthenticated,
     request_caller,
 )
-from memdock.dify_adapter.server.errors import status_of, translating_route
+from memdock.dify_adapter.server.errors import status_of, translating_route, validation_errors
 from memdock.dify_adapter.server.mem0_server import require_reset_allowed, visible
 from memdock.errors import InvalidInput, MemoryNotFound
-from memdock.filters import coerce_filter
+from memdock.filters import coerce_filter, parse_filter_text
 from memdock.formats.mem0ai_api import mem0ai_api_history, mem0ai_api_item, mem0ai_api_store_results
 from memdock.memory import Memory
 from memdock.models import EventKind, Scope
@@ -122,7 +122,7 @@ def mem0ai_api_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, Unauthenticated):
         return JSONResponse(UNAUTHORIZED)
     if isinstance(exc, RequestValidationError):
-        return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+        return JSONResponse({"detail": validation_errors(exc)}, status_code=422)
     if isinstance(exc, MemoryNotFound):
         return JSONResponse({"detail": f"Memory {exc.memory_id} not found"}, status_code=404)
     status = status_of(exc)
@@ -146,8 +146,9 @@ def required_scope(caller: Caller, **ids: str | None) -> Scope:
 
 
 def limit_of(value: int | float | str | None, field: str = "limit") -> int:
-    """A limit as the plugins send it (an int, an integral float, its string, ``""`` or None for the default),
-    clamped to 1..`MAX_LIMIT`; `InvalidInput` for anything else."""
+    """A limit as the plugins send it (an int, an integral float, its string, ``""`` or None for the default)
+    from 1 to `MAX_LIMIT`; `InvalidInput` naming `field` for anything else (0, -1 or 1e9 are refused, not
+    clamped: a client asking for no results or a billion would otherwise get something it did not ask for)."""
     if value is None or value == "":
         return DEFAULT_LIMIT
     number: float
@@ -155,9 +156,9 @@ def limit_of(value: int | float | str | None, field: str = "limit") -> int:
         number = float(value) if not isinstance(value, bool) else math.nan
     except ValueError:
         number = math.nan
-    if not math.isfinite(number) or number != int(number):
-        raise InvalidInput("must be an integer", field=field)
-    return min(max(int(number), 1), MAX_LIMIT)
+    if not math.isfinite(number) or number != int(number) or not 1 <= number <= MAX_LIMIT:
+        raise InvalidInput(f"must be an integer from 1 to {MAX_LIMIT}", field=field)
+    return int(number)
 
 
 def not_deleted(memory: Memory, caller: Caller, memory_id: str) -> list[Any]:
@@ -200,10 +201,7 @@ def search_get(
     memory: MemoryDep, caller: CallerDep, query: str, user_id: str | None = None, agent_id: str | None = None,
     run_id: str | None = None, limit: str | None = None, filters: str | None = None,
 ) -> dict[str, Any]:
-    try:
-        parsed = json.loads(filters) if filters else None
-    except ValueError:
-        raise InvalidInput("not valid JSON", field="filters") from None
+    parsed = parse_filter_text(filters, field="filters") if filters else None
     ids = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
     return run_search(query, ids, limit_of(limit), parsed, memory, caller)
 

@@ -17,7 +17,6 @@ They keep the same auth and scope confinement as the rest.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -29,6 +28,7 @@ from memdock.capabilities import Capability
 from memdock.dify_adapter.server.access import Caller, CallerDep, ConfigDep, Forbidden, MemoryDep, request_caller
 from memdock.dify_adapter.server.errors import native_error, translating_route
 from memdock.errors import BackendUnavailable, InvalidInput, MemdockError, MemoryNotFound, Unsupported
+from memdock.filters import parse_filter_text
 from memdock.memory import Memory
 from memdock.models import SCOPE_FIELDS, EventKind, HistoryEvent, MemoryRecord, Scope, SearchHit, WriteResult
 from memdock.validation import MAX_LIMIT, check_text, make_scope, text_hash
@@ -292,13 +292,9 @@ def scope_query(
 
 
 def filter_query(filter: Annotated[str | None, Query(description="mem0-style filter as JSON")] = None) -> Any:
-    """The ``filter`` query parameter, parsed; `InvalidInput` (field ``filter``) when it is not JSON."""
-    if filter is None:
-        return None
-    try:
-        return json.loads(filter)
-    except ValueError as exc:
-        raise InvalidInput(f"not valid JSON: {exc}", field="filter") from None
+    """The ``filter`` query parameter, parsed; `InvalidFilter` (field ``filter``) when it is not JSON or
+    nests too deeply to parse."""
+    return None if filter is None else parse_filter_text(filter)
 
 
 ScopeDep = Annotated[ScopeIds, Depends(scope_query)]

@@ -318,7 +318,8 @@ def test_the_published_openapi_document_lists_every_native_route(client: httpx.C
         ("/v1/memories", "post"), ("/v1/memories", "get"), ("/v1/memories", "delete"), ("/v1/search", "post"),
         ("/v1/count", "get"), ("/v1/memories/{memory_id}", "get"), ("/v1/memories/{memory_id}", "patch"),
         ("/v1/memories/{memory_id}", "delete"), ("/v1/memories/{memory_id}/history", "get"),
-        ("/v1/info", "get"), ("/v1/import", "post"), ("/v1/lookup", "post"), ("/v1/reset", "post"),
+        ("/v1/info", "get"), ("/v1/import", "post"), ("/v1/lookup", "post"), ("/v1/lookups", "post"),
+        ("/v1/reset", "post"),
     }
     committed = json.loads((REPO / "docs" / "openapi.json").read_text())
     assert committed["paths"] == spec["paths"], "docs/openapi.json is stale: run `memdock openapi -o docs/openapi.json`"
