@@ -162,14 +162,17 @@ class Mem0Backend(Backend):
                 with contextlib.suppress(MemdockError):
                     self._dialect.delete(memory_id)
             raise
-        return [self._as_stored(memory_id, record) for memory_id, record in zip(stored_ids, records, strict=True)]
-
-    def _as_stored(self, memory_id: str, record: MemoryRecord) -> MemoryRecord:
-        """The record as the service keeps it (its id and times), read back when the dialect can."""
         try:
-            stored = self._dialect.get(memory_id)
+            kept = self._dialect.get_many(stored_ids)
         except MemdockError:
-            stored = None
+            kept = {}
+        return [self._as_stored(memory_id, record, kept.get(memory_id))
+                for memory_id, record in zip(stored_ids, records, strict=True)]
+
+    @staticmethod
+    def _as_stored(memory_id: str, record: MemoryRecord, stored: MemoryRecord | None) -> MemoryRecord:
+        """The record as the service keeps it (its id and times) when it could be read back, else as sent
+        with the service's id."""
         if stored is None:
             return record.model_copy(update={"id": memory_id})
         return stored.model_copy(update={"hash": record.hash})
@@ -192,6 +195,10 @@ class Mem0Backend(Backend):
     def get(self, memory_id: str) -> MemoryRecord | None:
         """The memory, or None."""
         return self._dialect.get(memory_id)
+
+    def get_many(self, memory_ids: Sequence[str]) -> builtins.list[MemoryRecord]:
+        """The memories with these ids (the dialect reads them together where it can)."""
+        return builtins.list(self._dialect.get_many(builtins.list(memory_ids)).values())
 
     def find_by_hash(self, scope: Scope, text_hash: str) -> MemoryRecord | None:
         """A memory of exactly this scope and hash, by reading the whole scope (exact, but bounded by

@@ -101,6 +101,12 @@ class Dialect(ABC):
     def get(self, memory_id: str) -> MemoryRecord | None:
         """The memory, or None when it does not exist."""
 
+    def get_many(self, memory_ids: list[str]) -> dict[str, MemoryRecord]:
+        """The memories among `memory_ids` that exist, by id. The default asks `get` id by id; a dialect
+        whose `get` reads a whole listing reads it once for all of them."""
+        found = {memory_id: self.get(memory_id) for memory_id in dict.fromkeys(memory_ids)}
+        return {memory_id: record for memory_id, record in found.items() if record is not None}
+
     @abstractmethod
     def list_scope(self, scope: Scope) -> list[MemoryRecord]:
         """Every memory the service lists for the scope (`Unsupported` when it cannot return them all)."""

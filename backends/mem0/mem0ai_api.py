@@ -149,6 +149,18 @@ class Mem0aiApiDialect(Dialect):
                 "find this one (raise max_items, or read it through a scoped list or search)")
         return None
 
+    def get_many(self, memory_ids: list[str]) -> dict[str, MemoryRecord]:
+        """One listing of the whole service for all of them (`get` reads one per id); id by id, as `get`,
+        when the listing is cut off at `max_items`."""
+        if len(memory_ids) < 2:
+            return super().get_many(memory_ids)
+        items = self._listing("GET", "/retrieve", limit=self.max_items)
+        if len(items) >= self.max_items:
+            return super().get_many(memory_ids)
+        wanted = set(memory_ids)
+        return {item["id"]: item_to_record(item) for item in items
+                if isinstance(item, Mapping) and item.get("id") in wanted}
+
     def list_scope(self, scope: Scope) -> list[MemoryRecord]:
         """``GET /retrieve?ids&limit=max_items``."""
         items = self._listing("GET", "/retrieve", **self._ids(scope), limit=self.max_items)

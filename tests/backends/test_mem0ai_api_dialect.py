@@ -251,3 +251,17 @@ def test_malformed_tonori_history_entries_name_the_field(change: dict[str, Any],
     with pytest.raises(MalformedResponse) as info:
         history_entry_to_event(entry, memdock.Scope(user_id="u"))
     assert info.value.field == field
+
+
+def test_a_batch_is_read_back_and_fetched_with_one_listing(tonori: tuple[StandIn, Mem0aiApiStandIn, Memory]) -> None:
+    """tonori lists no memory by id: `get` reads the whole listing, so a batch reads it once, not once
+    per memory (a 10,000-memory migration would read 10,000 listings of 10,000)."""
+    service, _, memory = tonori
+    before = len(sent(service, "GET", "/retrieve"))
+    added = memory.add([{"role": "user", "content": f"fact {n}"} for n in range(5)], user_id="u1")
+    assert len(sent(service, "GET", "/retrieve")) - before == 1
+    ids = [r.record.id for r in added]
+    assert [r.record.created_at for r in added] == [memory.get(i).created_at for i in ids], "as the service keeps"
+    before = len(sent(service, "GET", "/retrieve"))
+    found = memory.backend.get_many([*ids, "00000000-0000-4000-8000-000000000000"])
+    assert sorted(r.id for r in found) == sorted(ids) and len(sent(service, "GET", "/retrieve")) - before == 1
