@@ -8,6 +8,7 @@ import builtins
 import copy
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, Self, TypeVar
@@ -43,6 +44,8 @@ T = TypeVar("T")
 P = ParamSpec("P")
 WRITE_CONFLICT_ATTEMPTS = 3
 """How often `Memory` retries a write the backend refused with `WriteConflict`."""
+QUERY_CACHE_SIZE = 1024
+"""How many recent search queries' embeddings each `Memory` keeps (repeated queries skip the embedder)."""
 FilterInput = Filter | Mapping[str, Any] | None
 
 
@@ -58,6 +61,8 @@ class Memory:
         self.embedder = embedder
         self.name = name
         self._write_lock = threading.Lock()
+        self._query_vectors: OrderedDict[str, builtins.list[float]] = OrderedDict()
+        self._query_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str | None = None, *, embedder: Embedder | None = None) -> Memory:
@@ -247,7 +252,7 @@ class Memory:
         where = coerce_filter(filter)
         limit = check_limit(limit)
         minimum = check_threshold(threshold)
-        vector = None if self.embedder is None else self._embed([text])[0]
+        vector = self._query_vector(text)
         hits = self._call(self.backend.search, vector, text, the_scope, where, limit)
         return [
             SearchHit(record=_public(hit.record), score=hit.score)
@@ -512,6 +517,25 @@ class Memory:
                 f"embedder {self.embedder.name!r} returned {len(vectors)} vectors for {len(texts)} texts"
             )
         return vectors
+
+    def _query_vector(self, text: str) -> builtins.list[float] | None:
+        """The embedding of a search query, from a per-Memory LRU of the last `QUERY_CACHE_SIZE` queries
+        (the embedder is deterministic: the same text always yields the same vector); None without a
+        client-side embedder. Callers must not modify the vector."""
+        if self.embedder is None:
+            return None
+        with self._query_lock:
+            cached = self._query_vectors.get(text)
+            if cached is not None:
+                self._query_vectors.move_to_end(text)
+                return cached
+        vector = self._embed([text])[0]
+        assert vector is not None
+        with self._query_lock:
+            self._query_vectors[text] = vector
+            while len(self._query_vectors) > QUERY_CACHE_SIZE:
+                self._query_vectors.popitem(last=False)
+        return vector
 
     def _retrying(self, write: Callable[[], T]) -> T:
         """Run a duplicate check and store (`write`) again when the backend reports a `WriteConflict`

@@ -831,3 +831,29 @@ def test_reset_deletes_every_scope_and_its_history(mem: Memory) -> None:
     with pytest.raises(MemoryNotFound):
         mem.history(first.record.id)
     assert mem.add("fact of u1", user_id="u1")[0].event is EventKind.ADD
+
+
+def test_a_repeated_query_is_embedded_once_and_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import memdock.memory as memory_module
+
+    monkeypatch.setattr(memory_module, "QUERY_CACHE_SIZE", 2)
+    embedder = make_test_embedder()
+    embedded: list[str] = []
+    real_embed = embedder.embed
+
+    def counting(texts: list[str]) -> list[list[float]]:
+        embedded.extend(texts)
+        return real_embed(texts)
+
+    monkeypatch.setattr(embedder, "embed", counting)
+    with Memory.open("memory://", embedder=embedder) as memory:
+        memory.add("green tea in the morning", user_id="u1")
+        embedded.clear()
+        first = memory.search("tea", user_id="u1")
+        again = memory.search("tea", user_id="u2")
+        assert embedded == ["tea"] and [h.score for h in first] == [h.score for h in memory.search("tea", user_id="u1")]
+        assert again == []
+        memory.search("coffee", user_id="u1")
+        memory.search("milk", user_id="u1")  # "tea" is now the oldest of three: evicted
+        memory.search("tea", user_id="u1")
+        assert embedded == ["tea", "coffee", "milk", "tea"]
