@@ -438,8 +438,8 @@ class Memory:
                 results.append(WriteResult(event=EventKind.UPDATE, record=_public(replaced[-1][1])))
             else:
                 results.append(WriteResult(event=EventKind.NONE, record=_public(existing)))
+        stored = self._store_new(fresh, history=history)  # first: a WriteConflict here leaves nothing replaced
         self._replace(replaced)
-        stored = self._store_new(fresh, history=history)
         return [result if isinstance(result, WriteResult)
                 else WriteResult(event=result[0], record=_public(stored[result[1]])) for result in results]
 
