@@ -26,6 +26,7 @@ from memdock.errors import (
 )
 from memdock.filters import Filter, coerce_filter, evaluate
 from memdock.models import EventKind, HistoryEvent, MemoryRecord, Page, Scope, SearchHit, WriteResult, utcnow
+from memdock.scope_locks import ScopeLocks
 from memdock.urls import open_backend
 from memdock.validation import (
     check_expires_at,
@@ -60,7 +61,7 @@ class Memory:
         self.backend = backend
         self.embedder = embedder
         self.name = name
-        self._write_lock = threading.Lock()
+        self._scope_locks = ScopeLocks()
         self._query_vectors: OrderedDict[str, builtins.list[float]] = OrderedDict()
         self._query_lock = threading.Lock()
 
@@ -114,7 +115,7 @@ class Memory:
             items = [(content, {**copy.deepcopy(base_metadata), "role": role}) for role, content in messages]
         else:
             raise InvalidInput(f"must be a string or a list of messages, got {type(data).__name__}", field="data")
-        with self._write_lock:
+        with self._scope_locks.holding([the_scope]):
             return self._retrying(lambda: self._add_locked(the_scope, items, expires_at))
 
     def _add_locked(
@@ -164,8 +165,8 @@ class Memory:
             raise InvalidInput("give text, metadata or both", field="text")
         new_text = check_text(text) if text is not None else None
         new_metadata = check_metadata(metadata) if metadata is not None else None
-        with self._write_lock:
-            record = self._require(memory_id, scope)
+        with self._scope_locks.holding([self._require(memory_id, scope).scope]):
+            record = self._require(memory_id, scope)  # as it is now that this scope's writers wait
             changed = record.model_copy(deep=True)
             if new_text is not None and new_text != record.text:
                 changed.text, changed.hash = new_text, text_hash(new_text)
@@ -189,7 +190,7 @@ class Memory:
 
     def delete(self, memory_id: str, *, scope: Scope | None = None) -> WriteResult:
         """Delete one memory; `MemoryNotFound` when it does not exist (or lies outside `scope`)."""
-        with self._write_lock:
+        with self._scope_locks.holding([self._require(memory_id, scope).scope]):
             record = self._require(memory_id, scope)
             self._call(self.backend.delete, [record.id])
             self._record([self._event(record.id, EventKind.DELETE, record.scope, old_text=record.text,
@@ -209,20 +210,19 @@ class Memory:
         """Delete every memory in the scope (a scope id is required) matching the filter; returns how many."""
         the_scope = make_scope(scope, _ids(user_id, agent_id, run_id, app_id), required=True)
         where = coerce_filter(filter)
-        with self._write_lock:
-            doomed = list(self._iterate(the_scope, where))
-            for start in range(0, len(doomed), 500):
-                chunk = doomed[start : start + 500]
+        doomed = list(self._iterate(the_scope, where))
+        for start in range(0, len(doomed), 500):
+            chunk = doomed[start : start + 500]
+            with self._scope_locks.holding(r.scope for r in chunk):
                 self._call(self.backend.delete, [r.id for r in chunk])
                 self._record([self._event(r.id, EventKind.DELETE, r.scope, old_text=r.text,
                                           old_metadata=r.metadata) for r in chunk])
-            return len(doomed)
+        return len(doomed)
 
     def reset(self) -> None:
         """Delete every memory of EVERY scope, and their history. `Unsupported` when the backend cannot.
         Meant for administrators and tests; callers expose it only behind an explicit opt-in."""
-        with self._write_lock:
-            self._call(self.backend.reset)
+        self._call(self.backend.reset)
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -401,14 +401,14 @@ class Memory:
                 record.vector is not None and len(record.vector) != self.embedder.dimension
             ):
                 record.vector = None
-        with self._write_lock:
+        with self._scope_locks.holding(r.scope for r in incoming):
             return self._retrying(lambda: self._import_locked(incoming, on_conflict, history))
 
     def _import_locked(
         self, incoming: builtins.list[MemoryRecord], on_conflict: str,
         history: Mapping[str, Sequence[HistoryEvent]] | None,
     ) -> builtins.list[WriteResult]:
-        """`import_` of validated records, under the write lock."""
+        """`import_` of validated records, under the write locks of their scopes."""
         results: builtins.list[WriteResult | tuple[EventKind, int]] = []  # a result, or (event, index into fresh)
         fresh: builtins.list[MemoryRecord] = []
         replaced: builtins.list[tuple[MemoryRecord, MemoryRecord]] = []
@@ -446,8 +446,7 @@ class Memory:
     def import_history(self, events: Sequence[HistoryEvent]) -> None:
         """Record history events brought from another store (migration repairs a record stored just before
         a crash with them); nothing when the backend keeps no history."""
-        with self._write_lock:
-            self._record(builtins.list(events))
+        self._record(builtins.list(events))
 
     def stored_copy(self, record: MemoryRecord) -> MemoryRecord | None:
         """The stored record that `import_` takes for `record`: the one with its id, else one holding its

@@ -58,7 +58,7 @@ def check_parallel_adds_and_deletes(ctx: CheckContext) -> None:
 def check_parallel_duplicate_adds_store_once(ctx: CheckContext) -> None:
     """4 threads adding the same text through one Memory store it once.
 
-    Troubleshooting: dedup runs under Memory's write lock; `find_by_hash` must see committed adds.
+    Troubleshooting: dedup runs under Memory's lock of the scope; `find_by_hash` must see committed adds.
     """
     with ThreadPoolExecutor(4) as pool:
         ids = set(pool.map(lambda _: ctx.memory.add("same text", user_id=ctx.user)[0].record.id, range(8)))
