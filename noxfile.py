@@ -39,9 +39,12 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks (not tests): add throughput and search latency medians per backend, written to
-    benchmarks/results/ and summarised in docs/benchmarks.md."""
-    session.install(".[test]")
+    """The side-by-side benchmark (not a test): memdock against the raw engines (chromadb, hand-written
+    psycopg SQL, numpy) and against mem0ai's `Memory(infer=False)` on the same data, in one process,
+    interleaved. Writes benchmarks/results/NAME.json and the plots in docs/img/; docs/benchmarks.md quotes
+    them. ``nox -s bench -- --quick`` is the CI smoke; ``-- --records 1000,10000,100000`` the large run.
+    The peer is pinned: mem0ai 2.2.1, the newest on PyPI when the harness was written."""
+    session.install(".[test]", "mem0ai==2.2.1", "matplotlib>=3.8")
     session.run("python", "benchmarks/bench_backends.py", *session.posargs)
 
 
