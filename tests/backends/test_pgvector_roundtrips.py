@@ -61,7 +61,7 @@ def traced(backend: Any) -> Iterator[Sent]:
     pool = backend._store._pool
     assert pool.max_size == 1, "trace needs the one connection every call uses"
     with pool.connection() as conn:
-        pass  # the pool's only connection, idle again
+        conn.execute("SELECT 1")  # the pool's only connection, with nothing unread on its socket, idle again
     fd, path = tempfile.mkstemp(prefix="memdock-pgtrace-")
     sent = Sent()
     conn.pgconn.trace(fd)
@@ -89,7 +89,11 @@ def _sql(kind: str, body: str) -> str:
 
 
 @pytest.fixture
-def memory(pg_url: str) -> Iterator[Memory]:
+def memory(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Memory]:
+    """A store on a one-connection pool whose idle check never fires on its own (a loaded CI machine can
+    leave the connection idle past `IDLE_CHECK_SECONDS` between two statements; the test that is about the
+    check sets it itself)."""
+    monkeypatch.setattr(store, "IDLE_CHECK_SECONDS", 3600.0)
     with memdock.open(fresh(pg_url)) as opened:
         opened.add("warm the pool", user_id="warm")
         yield opened
