@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -35,33 +34,16 @@ HERE = Path(__file__).resolve()
 def serving(memory: Memory) -> Iterator[str]:
     """``memdock serve``'s app over `memory` (left open) on a free 127.0.0.1 port; yields the base URL and
     stops the server (and joins its thread) afterwards."""
-    import uvicorn
-
     from memdock.dify_adapter.server.app import create_app
+    from memdock.dify_adapter.server.in_thread import serving_in_thread
     from memdock.dify_adapter.server.options import add_arguments
     from memdock.dify_adapter.server.serve import build_config
 
     parser = argparse.ArgumentParser(prog="memdock serve")
     add_arguments(parser)
     app = create_app(memory, build_config(parser.parse_args(["--host", "127.0.0.1"])))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="warning",
-                                           access_log=False, server_header=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="bench-serve", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with serving_in_thread(app, name="bench-serve") as base:
+        yield base
 
 
 def run_clients(base_url: str, phases: list[tuple[int, list[dict[str, Any]]]], folder: Path) -> list[dict[str, Any]]:

@@ -11,20 +11,16 @@ Route behaviour is best tested without either: `tests.helpers.memdock_app.memdoc
 from __future__ import annotations
 
 import shutil
-import socket
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from memdock.dify_adapter.server.config import ServerConfig
+from memdock.dify_adapter.server.in_thread import serving_in_thread
 from memdock.memory import Memory
 from tests.helpers.local_process import free_port, serving
 from tests.helpers.memdock_app import memdock_app
@@ -63,25 +59,8 @@ def memdock_app_server(
     app: Any = memdock_app(backend, *serve_args, config=config)
     if without_routes:
         app = _answering_404(app, without_routes)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="warning",
-                                           access_log=False, server_header=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"memdock-app-{port}",
-                              daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=timeout)
-        sock.close()
+    with serving_in_thread(app, timeout=timeout) as base:
+        yield base
 
 
 def _answering_404(app: Any, paths: tuple[str, ...]) -> Any:
