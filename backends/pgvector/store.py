@@ -110,11 +110,15 @@ def _check(conn: psycopg.Connection[Any]) -> None:
 
 
 def _socket_readable(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the idle connection's socket has something to read, without waiting. `select.poll`, not
+    `select.select`: the latter refuses descriptors above 1023, which a busy process reaches (then every
+    checkout would pay the check's round trip)."""
     try:
-        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+        poller = select.poll()
+        poller.register(conn.pgconn.socket, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError, psycopg.Error):
         return True  # no usable socket: let the real check decide
-    return bool(readable)
 
 
 def _acquire_pool(settings: PgvectorBackend.Settings) -> tuple[tuple[str, int, int], ConnectionPool[Any]]:
