@@ -22,7 +22,7 @@ from memdock.filters import Filter, evaluate
 from memdock.hookspecs import hookimpl
 from memdock.models import SCOPE_FIELDS, HistoryEvent, MemoryRecord, Page, Scope, SearchHit
 from memdock.pagination import page_of
-from memdock.scoring import TIE_DIGITS, cosine_to_score, rank_by_cosine
+from memdock.scoring import best_rows, cosine_to_score, rank_by_cosine
 
 CAPABILITIES = frozenset(Capability) - {Capability.SERVER_SIDE_EMBEDDING, Capability.PERSISTENCE}
 
@@ -238,7 +238,7 @@ class ReferenceBackend(Backend):
         self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
     ) -> list[SearchHit]:
         """Exact cosine search over the matching records, most similar first (ties by id): the cosines of
-        `memdock.scoring.rank_by_cosine`, computed on the store's vector matrix."""
+        `memdock.scoring.rank_by_cosine`, computed on the store's vector matrix (`best_rows`)."""
         if vector is None:
             raise InvalidInput("the reference backend needs a query vector", field="vector")
         with self._store.lock:
@@ -247,7 +247,7 @@ class ReferenceBackend(Backend):
             if matrix is None or matrix.shape[1] != len(vector):
                 hits = rank_by_cosine(vector, candidates, limit)
                 return [SearchHit(record=_private_copy(hit.record), score=hit.score) for hit in hits]
-            best = _best_rows(vector, matrix, [r.id for r in candidates], limit)
+            best = best_rows(vector, matrix, [r.id for r in candidates], limit)
             return [SearchHit(record=_private_copy(candidates[i]), score=cosine_to_score(c)) for i, c in best]
 
     def list(self, scope: Scope, where: Filter | None, limit: int, cursor: str | None) -> Page:
@@ -305,26 +305,6 @@ def _private_copy(record: MemoryRecord, *, vectors: bool = True) -> MemoryRecord
     its floats are immutable), much cheaper than a deep copy of the whole record."""
     vector = list(record.vector) if vectors and record.vector is not None else None
     return record.model_copy(update={"metadata": copy.deepcopy(record.metadata), "vector": vector})
-
-
-def _best_rows(
-    vector: Sequence[float], matrix: Any, ids: Sequence[str], limit: int
-) -> builtins.list[tuple[int, float]]:
-    """The `limit` rows of `matrix` (rows of the records `ids`) most similar to `vector` as (row, cosine),
-    exactly as `rank_by_cosine` orders them: cosine descending, ties by id."""
-    import numpy as np
-
-    if limit <= 0:
-        return []
-    query = np.asarray(vector, dtype=np.float64)
-    norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
-    cosines = matrix @ query / np.where(norms == 0, 1.0, norms)
-    chosen: Any = range(len(ids))
-    if len(ids) > limit:  # the best `limit`, plus every row tied with the last of them
-        cutoff = cosines[np.argpartition(-cosines, limit - 1)[:limit]].min()
-        chosen = np.flatnonzero(cosines >= cutoff - 10.0 ** -TIE_DIGITS).tolist()
-    ranked = sorted(chosen, key=lambda i: (-round(float(cosines[i]), TIE_DIGITS), ids[i]))[:limit]
-    return [(i, round(float(cosines[i]), TIE_DIGITS)) for i in ranked]
 
 
 @hookimpl

@@ -6,6 +6,7 @@ texts near 0.5.)"""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from memdock.models import MemoryRecord, SearchHit
 
@@ -34,9 +35,23 @@ def rank_by_cosine(vector: Sequence[float], records: Sequence[MemoryRecord], lim
     import numpy as np  # here, not at module top: importing memdock and listing plugins stay cheap
 
     matrix = np.asarray([r.vector for r in candidates], dtype=np.float64)
+    best = best_rows(vector, matrix, [r.id for r in candidates], limit)
+    return [SearchHit(record=candidates[row], score=cosine_to_score(cosine)) for row, cosine in best]
+
+
+def best_rows(vector: Sequence[float], matrix: Any, ids: Sequence[str], limit: int) -> list[tuple[int, float]]:
+    """The `limit` rows of `matrix` (a 2-D float array; row i is the vector of the record `ids[i]`) most
+    similar to `vector`, as (row, cosine rounded to `TIE_DIGITS`), in `rank_by_cosine`'s order."""
+    import numpy as np
+
+    if limit <= 0 or not ids:
+        return []
     query = np.asarray(vector, dtype=np.float64)
     norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
     cosines = matrix @ query / np.where(norms == 0, 1.0, norms)
-    rounded = [round(float(c), TIE_DIGITS) for c in cosines]
-    order = sorted(range(len(candidates)), key=lambda i: (-rounded[i], candidates[i].id))[:limit]
-    return [SearchHit(record=candidates[i], score=cosine_to_score(rounded[i])) for i in order]
+    chosen: Any = range(len(ids))
+    if len(ids) > limit:  # the best `limit`, plus every row tied with the last of them
+        cutoff = cosines[np.argpartition(-cosines, limit - 1)[:limit]].min()
+        chosen = np.flatnonzero(cosines >= cutoff - 10.0 ** -TIE_DIGITS).tolist()
+    rounded = {i: round(float(cosines[i]), TIE_DIGITS) for i in chosen}
+    return [(i, rounded[i]) for i in sorted(chosen, key=lambda i: (-rounded[i], ids[i]))[:limit]]
