@@ -1,5 +1,9 @@
 """The reference backend, ``memory://``: in-process, thread-safe, exact numpy search, every capability.
 
+Its keyword and hybrid searches are the specification of `memdock.search_modes`: a `BM25Index` of every
+record, kept with the records, scored over exactly the search's candidates; hybrid fuses every candidate's
+exact cosine and keyword score.
+
 It is the executable specification: other backends must behave as this one does. Data lives only as
 long as the process; several ``Memory.open("memory://NAME")`` calls with the same NAME share one store
 (``memory://`` alone is a fresh private store each time).
@@ -20,9 +24,11 @@ from memdock.embedding import Embedder
 from memdock.errors import EmbedderMismatch, InvalidInput
 from memdock.filters import Filter, evaluate
 from memdock.hookspecs import hookimpl
+from memdock.keyword import BM25Index
 from memdock.models import SCOPE_FIELDS, HistoryEvent, MemoryRecord, Page, Scope, SearchHit
 from memdock.pagination import page_of
 from memdock.scoring import best_rows, cosine_to_score, rank_by_cosine
+from memdock.search_modes import hybrid_ranking, keyword_ranking
 
 CAPABILITIES = frozenset(Capability) - {Capability.SERVER_SIDE_EMBEDDING, Capability.PERSISTENCE}
 
@@ -33,8 +39,9 @@ def _scope_key(scope: Scope) -> tuple[str | None, ...]:
 
 class _Store:
     """The shared state of one reference store, with the indexes that keep its reads proportional to what
-    they return: record ids by scope id value and by (exact scope, hash), events by memory id, and a
-    matrix of the vectors (one row per record, rows of deleted records blanked). Every method expects
+    they return: record ids by scope id value and by (exact scope, hash), events by memory id, a
+    matrix of the vectors (one row per record, rows of deleted records blanked) and a BM25 index of the
+    texts (`terms`). Every method expects
     `lock` to be held by the caller."""
 
     def __init__(self) -> None:
@@ -48,6 +55,7 @@ class _Store:
         self._row_of: dict[str, int] = {}
         self._row_ids: list[str | None] = []
         self._pending: dict[str, list[float]] = {}
+        self.terms = BM25Index()
 
     def put(self, record: MemoryRecord) -> None:
         """Store (or replace) a private copy of `record` and index it."""
@@ -57,6 +65,7 @@ class _Store:
         for name, value in kept.scope.ids().items():
             self._by_scope_id.setdefault((name, value), {})[kept.id] = None
         self._by_hash.setdefault((_scope_key(kept.scope), kept.hash), {})[kept.id] = None
+        self.terms.add(kept.id, kept.text)
         if kept.vector is not None:
             self._pending[kept.id] = kept.vector  # written to the matrix by the next search
 
@@ -68,6 +77,7 @@ class _Store:
         for name, value in old.scope.ids().items():
             self._discard(self._by_scope_id, (name, value), memory_id)
         self._discard(self._by_hash, (_scope_key(old.scope), old.hash), memory_id)
+        self.terms.remove(memory_id)
         self._pending.pop(memory_id, None)
         row = self._row_of.pop(memory_id, None)
         if row is not None:
@@ -79,6 +89,7 @@ class _Store:
         self.events.clear()
         self._by_scope_id.clear()
         self._by_hash.clear()
+        self.terms.clear()
         self._matrix, self._row_of, self._row_ids, self._pending = None, {}, [], {}
 
     def ids_in(self, scope: Scope) -> Iterable[str]:
@@ -249,6 +260,32 @@ class ReferenceBackend(Backend):
                 return [SearchHit(record=_private_copy(hit.record), score=hit.score) for hit in hits]
             best = best_rows(vector, matrix, [r.id for r in candidates], limit)
             return [SearchHit(record=_private_copy(candidates[i]), score=cosine_to_score(c)) for i, c in best]
+
+    def keyword_search(self, text: str, scope: Scope, where: Filter | None, limit: int) -> builtins.list[SearchHit]:
+        """BM25 over exactly the matching records (`memdock.search_modes.keyword_ranking`)."""
+        with self._store.lock:
+            candidates = {r.id: r for r in self._visible(scope, where)}
+            ranked = keyword_ranking(self._store.terms, text, list(candidates), limit)
+            return [SearchHit(record=_private_copy(candidates[i]), score=score) for i, score in ranked]
+
+    def hybrid_search(
+        self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
+    ) -> builtins.list[SearchHit]:
+        """Every matching record's cosine and keyword score fused (`memdock.search_modes.hybrid_ranking`)."""
+        if vector is None:
+            raise InvalidInput("the reference backend needs a query vector", field="vector")
+        import numpy as np  # here, not at module top: importing memdock and listing plugins stay cheap
+
+        with self._store.lock:
+            candidates = {r.id: r for r in self._visible(scope, where) if r.vector is not None}
+            ids = list(candidates)
+            if not ids:
+                return []
+            matrix = self._store.vectors_of(ids)
+            if matrix is None or matrix.shape[1] != len(vector):
+                matrix = np.asarray([candidates[i].vector for i in ids], dtype=np.float64)
+            ranked = hybrid_ranking(self._store.terms, text, vector, ids, matrix, limit)
+            return [SearchHit(record=_private_copy(candidates[i]), score=score) for i, score in ranked]
 
     def list(self, scope: Scope, where: Filter | None, limit: int, cursor: str | None) -> Page:
         """A keyset page ordered by (created_at, id)."""

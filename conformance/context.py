@@ -12,6 +12,7 @@ from memdock.capabilities import Capability
 from memdock.errors import Unsupported
 from memdock.memory import Memory
 from memdock.models import SCOPE_FIELDS, Scope
+from memdock.search_modes import SearchMode
 from memdock.urls import backend_class_for
 
 
@@ -55,6 +56,14 @@ class CheckContext:
         """Open a fresh namespace derived from `base_url`."""
         url = fresh_url(base_url)
         return cls(url=url, memory=memdock.open(url), seed=seed, thorough=thorough)
+
+    def search_modes(self) -> tuple[SearchMode, ...]:
+        """The search modes the backend answers (`memdock.search_modes`): ``vector``, plus ``hybrid`` and
+        ``keyword`` where it declares `KEYWORD_SEARCH`. Checks of what every search must honour (scope,
+        filters, expiry) run in each."""
+        if Capability.KEYWORD_SEARCH in self.memory.capabilities:
+            return ("vector", "hybrid", "keyword")
+        return ("vector",)
 
     def scope_fields(self) -> tuple[str, ...]:
         """The scope fields the backend can store and query: `SCOPE_FIELDS` minus those a read under them

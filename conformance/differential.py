@@ -444,7 +444,7 @@ class Replay:
     def run_search(self, step: Step, what: str, where: Any) -> None:
         scope = self.scope(READ_SCOPES, step.scope)
         query = TEXTS[step.text or 0]
-        pair = self.both(what, lambda m: m.search(query, scope=scope, filter=where,
+        pair = self.both(what, lambda m: m.search(query, scope=scope, filter=where, mode="vector",
                                                   limit=step.limit if m is self.sut else 1000))
         if pair is None:
             return

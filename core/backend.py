@@ -23,6 +23,7 @@ from memdock.embedding import Embedder
 from memdock.errors import InvalidInput, Unsupported
 from memdock.filters import Filter
 from memdock.models import HistoryEvent, MemoryRecord, Page, Scope, SearchHit, utcnow
+from memdock.search_modes import HYBRID_CANDIDATES, fuse_hits
 
 
 @dataclass(frozen=True)
@@ -256,11 +257,32 @@ class Backend(ABC):
     def search(
         self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
     ) -> list[SearchHit]:
-        """At most `limit` hits in `scope` matching `where`, most similar first.
+        """The vector mode: at most `limit` hits in `scope` matching `where`, most similar first.
 
         `vector` is the embedded query (None for server-side embedding backends, which use `text`).
-        Scores are similarities in [0, 1], higher is more similar.
+        Scores are similarities in [0, 1], higher is more similar (`memdock.scoring`).
         """
+
+    def keyword_search(self, text: str, scope: Scope, where: Filter | None, limit: int) -> builtins.list[SearchHit]:
+        """With `KEYWORD_SEARCH`: at most `limit` hits in `scope` matching `where`, ranked by keywords, best
+        first, ties by id. The score is the keyword mode's of `memdock.search_modes` (BM25 of memdock's
+        terms over these candidates, divided by the query's bound); records sharing no term are not hits.
+        A backend may compute the terms its own way (a full-text index) if its ranking stays that close
+        (the conformance kit and the retrieval-quality set compare it with the reference). The default
+        raises `Unsupported`."""
+        raise Unsupported(f"{type(self).__name__} has no keyword search")
+
+    def hybrid_search(
+        self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
+    ) -> builtins.list[SearchHit]:
+        """With `KEYWORD_SEARCH`: at most `limit` hits in `scope` matching `where`, ranked by the hybrid
+        score of `memdock.search_modes` (``0.5 * vector score + 0.5 * keyword score``), best first, ties by
+        id. The default fuses `search` and `keyword_search`, each asked for
+        ``max(limit, HYBRID_CANDIDATES)`` hits (`memdock.search_modes.fuse_hits`); a store that can score
+        every candidate both ways at once overrides it."""
+        wide = max(limit, HYBRID_CANDIDATES)
+        return fuse_hits(self.search(vector, text, scope, where, wide),
+                         self.keyword_search(text, scope, where, wide), limit)
 
     @abstractmethod
     def list(self, scope: Scope, where: Filter | None, limit: int, cursor: str | None) -> Page:

@@ -19,3 +19,4 @@ class Capability(StrEnum):
     CONCURRENT_WRITES = "concurrent_writes"  # safe to call from several threads at once
     UPDATE = "update"  # update replaces text and metadata in place, keeping id, scope and created_at
     HISTORY_AFTER_DELETE = "history_after_delete"  # with HISTORY: a deleted memory's events stay readable
+    KEYWORD_SEARCH = "keyword_search"  # search modes "keyword" and "hybrid" (memdock.search_modes); default hybrid

@@ -92,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--limit", type=int, default=10)
     sub.add_argument("--threshold", type=float, help="minimum score in [0, 1]")
     sub.add_argument("--filter", type=json_arg("filter"), help='mem0-style JSON, e.g. {"rating": {"gte": 4}}')
+    sub.add_argument("--mode", choices=("hybrid", "vector", "keyword"),
+                     help="what to rank by (default: hybrid where the backend has keyword search, else vector)")
     sub.add_argument("--json", action="store_true")
 
     sub = command("list", _list, "list memories in a scope, oldest first")
@@ -204,7 +206,7 @@ def _write_json(result: WriteResult) -> dict[str, Any]:
 def _search(args: argparse.Namespace) -> int:
     with _open(args) as memory:
         hits = memory.search(args.query, filter=args.filter, limit=args.limit, threshold=args.threshold,
-                             scope=scope_of(args))
+                             scope=scope_of(args), mode=args.mode)
     if args.json:
         _emit([_hit_json(hit) for hit in hits])
         return 0

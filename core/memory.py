@@ -27,6 +27,7 @@ from memdock.errors import (
 from memdock.filters import Filter, coerce_filter, evaluate
 from memdock.models import EventKind, HistoryEvent, MemoryRecord, Page, Scope, SearchHit, WriteResult, utcnow
 from memdock.scope_locks import ScopeLocks
+from memdock.search_modes import SearchMode, check_mode
 from memdock.urls import open_backend
 from memdock.validation import (
     check_expires_at,
@@ -75,6 +76,12 @@ class Memory:
     def capabilities(self) -> frozenset[Capability]:
         """What the backend declares it supports."""
         return self.backend.capabilities
+
+    @property
+    def default_search_mode(self) -> SearchMode:
+        """The mode `search` uses when given none: ``"hybrid"`` where the backend declares
+        `Capability.KEYWORD_SEARCH`, else ``"vector"``."""
+        return "hybrid" if Capability.KEYWORD_SEARCH in self.capabilities else "vector"
 
     def close(self) -> None:
         """Release the backend."""
@@ -242,18 +249,30 @@ class Memory:
         filter: FilterInput = None,
         limit: int = 10,
         threshold: float | None = None,
+        mode: SearchMode | None = None,
     ) -> list[SearchHit]:
-        """The `limit` memories in scope most similar to `query`, best first.
+        """The `limit` memories in scope that best match `query`, best first.
 
-        Scores are similarities in [0, 1] (higher = more similar); `threshold` drops hits scoring below it.
+        `mode` is ``"hybrid"``, ``"vector"`` or ``"keyword"`` (`memdock.search_modes` defines each and its
+        score); None is the backend's default (`default_search_mode`). A mode the backend lacks is
+        `Unsupported` (the message names ``mode``). Scores are in [0, 1] (higher = better); `threshold`
+        drops hits scoring below it.
         """
         the_scope = make_scope(scope, _ids(user_id, agent_id, run_id, app_id), required=True)
         text = check_text(query, field="query")
         where = coerce_filter(filter)
         limit = check_limit(limit)
         minimum = check_threshold(threshold)
-        vector = self._query_vector(text)
-        hits = self._call(self.backend.search, vector, text, the_scope, where, limit)
+        chosen = check_mode(mode) or self.default_search_mode
+        if chosen != "vector" and Capability.KEYWORD_SEARCH not in self.capabilities:
+            raise Unsupported(f"mode: {chosen!r} needs keyword search, which {self.name} lacks "
+                              "(its only mode is 'vector')")
+        if chosen == "keyword":
+            hits = self._call(self.backend.keyword_search, text, the_scope, where, limit)
+        elif chosen == "hybrid":
+            hits = self._call(self.backend.hybrid_search, self._query_vector(text), text, the_scope, where, limit)
+        else:
+            hits = self._call(self.backend.search, self._query_vector(text), text, the_scope, where, limit)
         return [
             SearchHit(record=_public(hit.record), score=hit.score)
             for hit in hits

@@ -38,6 +38,7 @@ from memdock.filters import And, Filter, coerce_filter
 from memdock.formats.dify import DifyFilter, MetadataCondition, translate_metadata_condition
 from memdock.memory import Memory
 from memdock.models import SCOPE_FIELDS, Scope, SearchHit
+from memdock.search_modes import SearchMode, check_mode
 from memdock.validation import MAX_LIMIT, make_scope
 
 MALFORMED_AUTH = 1001
@@ -148,12 +149,14 @@ class KnowledgeTarget:
     scope: Scope
     filter: Filter | None = None
     explicit: bool = False
+    mode: SearchMode | None = None  # the search mode of `memdock.search_modes`; None: the backend's default
 
 
 class KnowledgeMap:
     """Maps Dify's free-text ``knowledge_id`` to a scope.
 
-    Explicit entries (``{"kb-support": {"scope": {"agent_id": "support"}, "filter": {...}}}``) win. Other
+    Explicit entries (``{"kb-support": {"scope": {"agent_id": "support"}, "filter": {...}, "mode":
+    "keyword"}}``; ``filter`` and ``mode`` optional, ``mode`` as in `memdock.search_modes`) win. Other
     ids map to ``{default_field: knowledge_id}`` (default ``user_id``); with ``default_field=None`` only
     explicit ids exist. Every id the map resolves is a knowledge base, empty or not: an id with no
     memories yet (a new user) answers no records, never 2001.
@@ -167,7 +170,8 @@ class KnowledgeMap:
 
     @classmethod
     def from_json(cls, data: Any, default_field: str | None = "user_id") -> KnowledgeMap:
-        """Build from ``{knowledge_id: {"scope": {...}, "filter": {...}?}}``; `InvalidInput` names the entry."""
+        """Build from ``{knowledge_id: {"scope": {...}, "filter": {...}?, "mode": "..."?}}``; `InvalidInput`
+        names the entry."""
         if not isinstance(data, Mapping):
             raise InvalidInput("must be a JSON object of knowledge ids", field="knowledge_map")
         entries: dict[str, KnowledgeTarget] = {}
@@ -175,11 +179,16 @@ class KnowledgeMap:
             where = f"knowledge_map.{knowledge_id}"
             if not isinstance(spec, Mapping) or not isinstance(spec.get("scope"), Mapping):
                 raise InvalidInput('needs {"scope": {"user_id": ...}}', field=where)
-            unknown = set(spec) - {"scope", "filter"}
+            unknown = set(spec) - {"scope", "filter", "mode"}
             if unknown:
                 raise InvalidInput(f"unknown keys {sorted(unknown)}", field=where)
             scope = make_scope(None, dict(spec["scope"]), required=True)
-            entries[str(knowledge_id)] = KnowledgeTarget(scope, coerce_filter(spec.get("filter")), explicit=True)
+            try:
+                mode = check_mode(spec.get("mode"))
+            except InvalidInput as exc:
+                raise InvalidInput(str(exc), field=f"{where}.mode") from None
+            entries[str(knowledge_id)] = KnowledgeTarget(scope, coerce_filter(spec.get("filter")), explicit=True,
+                                                         mode=mode)
         return cls(entries, default_field)
 
     @classmethod
@@ -237,8 +246,10 @@ def search_with(memory: Memory, query: str, target: KnowledgeTarget, conditions:
     pushdown = None if conditions is None else conditions.pushdown
     where = _both(target.filter, pushdown)
     if conditions is None or conditions.exact:
-        return memory.search(query, scope=target.scope, filter=where, limit=top_k, threshold=threshold)
-    candidates = memory.search(query, scope=target.scope, filter=where, limit=MAX_LIMIT, threshold=threshold)
+        return memory.search(query, scope=target.scope, filter=where, limit=top_k, threshold=threshold,
+                             mode=target.mode)
+    candidates = memory.search(query, scope=target.scope, filter=where, limit=MAX_LIMIT, threshold=threshold,
+                               mode=target.mode)
     return [hit for hit in candidates if conditions.matches(hit.record)][:top_k]
 
 

@@ -17,6 +17,7 @@ from memdock.conformance.checks import (  # noqa: F401
     scope,
     scope_ids,
     search,
+    search_modes,
     search_writes,
     stateful,
     ttl,

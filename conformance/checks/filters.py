@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -36,8 +37,13 @@ def _agree(ctx: CheckContext, flt: dict[str, Any]) -> None:
     assert listed == expected, f"list {flt}: got {listed}, reference says {expected}"
     counted = ctx.memory.count(user_id=ctx.user, filter=flt)
     assert counted == len(expected), f"count {flt}: got {counted}, reference says {len(expected)}"
-    found = sorted(h.record.text for h in ctx.memory.search("tea", user_id=ctx.user, filter=flt, limit=100))
-    assert found == expected, f"search {flt}: got {found}, reference says {expected}"
+    for mode in ctx.search_modes():
+        found = sorted(h.record.text for h in ctx.memory.search("tea", user_id=ctx.user, filter=flt, limit=100,
+                                                                  mode=mode))
+        if mode == "keyword":  # only the matching texts holding the word
+            assert set(found) <= set(expected), f"keyword search {flt}: got {found}, reference allows {expected}"
+        else:
+            assert found == expected, f"{mode} search {flt}: got {found}, reference says {expected}"
 
 
 def _raises(ctx: CheckContext, flt: dict[str, Any]) -> None:
@@ -45,7 +51,8 @@ def _raises(ctx: CheckContext, flt: dict[str, Any]) -> None:
     calls: dict[str, Callable[[], object]] = {
         "list": lambda: ctx.memory.list(user_id=ctx.user, filter=flt),
         "count": lambda: ctx.memory.count(user_id=ctx.user, filter=flt),
-        "search": lambda: ctx.memory.search("tea", user_id=ctx.user, filter=flt),
+        **{f"{mode} search": functools.partial(ctx.memory.search, "tea", user_id=ctx.user, filter=flt, mode=mode)
+           for mode in ctx.search_modes()},
     }
     for name, call in calls.items():
         try:

@@ -15,13 +15,15 @@ def _two_users(ctx: CheckContext) -> str:
 
 @check("scope")
 def check_search_never_returns_another_users_memory(ctx: CheckContext) -> None:
-    """search under user A never returns user B's memories, however similar.
+    """search under user A never returns user B's memories, however similar, in every search mode.
 
-    Troubleshooting: push the scope ids into every query, or filter candidates with `Scope.contains`.
+    Troubleshooting: push the scope ids into every query (the keyword one too), or filter candidates with
+    `Scope.contains`.
     """
     _two_users(ctx)
-    hits = ctx.memory.search("theirs: green tea", user_id=ctx.user, limit=10)
-    assert [h.record.scope.user_id for h in hits] == [ctx.user], hits
+    for mode in ctx.search_modes():
+        hits = ctx.memory.search("theirs: green tea", user_id=ctx.user, limit=10, mode=mode)
+        assert [h.record.scope.user_id for h in hits] == [ctx.user], (mode, hits)
 
 
 @check("scope")
@@ -55,7 +57,8 @@ def check_filters_naming_scope_fields_cannot_escape(ctx: CheckContext) -> None:
     _two_users(ctx)
     flt = {"user_id": ctx.other}
     assert ctx.memory.list(user_id=ctx.user, filter=flt).items == []
-    assert ctx.memory.search("green tea", user_id=ctx.user, filter=flt) == []
+    for mode in ctx.search_modes():
+        assert ctx.memory.search("green tea", user_id=ctx.user, filter=flt, mode=mode) == [], mode
     assert ctx.memory.count(user_id=ctx.user, filter={"OR": [flt, {"topic": "drink"}]}) == 1
 
 

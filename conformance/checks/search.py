@@ -1,4 +1,4 @@
-"""search: ordering by similarity, the score contract, threshold direction, limits, empty stores."""
+"""search (the vector mode): ordering by similarity, the score contract, threshold direction, limits, empty stores."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def check_scores_are_similarities_in_unit_range(ctx: CheckContext) -> None:
     Troubleshooting: convert distances with `memdock.scoring` (higher must mean more similar).
     """
     _load(ctx)
-    hits = ctx.memory.search(TEXTS[0], user_id=ctx.user, limit=10)
+    hits = ctx.memory.search(TEXTS[0], user_id=ctx.user, limit=10, mode="vector")
     scores = [h.score for h in hits]
     assert all(0.0 <= s <= 1.0 for s in scores), scores
     assert scores == sorted(scores, reverse=True), scores
@@ -68,7 +68,7 @@ def check_score_is_the_clamped_cosine(ctx: CheckContext) -> None:
     embedder = _query_embedder(ctx)
     _load(ctx)
     query = "green tea and black coffee in the morning"
-    hits = ctx.memory.search(query, user_id=ctx.user, limit=10, threshold=0.0)
+    hits = ctx.memory.search(query, user_id=ctx.user, limit=10, threshold=0.0, mode="vector")
     assert sorted(h.record.text for h in hits) == sorted(TEXTS), hits
     vectors = embedder.embed([query, *(h.record.text for h in hits)])
     expected = [min(1.0, max(0.0, _cosine(vectors[0], v))) for v in vectors[1:]]
@@ -85,9 +85,9 @@ def check_threshold_keeps_the_better_hits(ctx: CheckContext) -> None:
     Troubleshooting: threshold is a minimum similarity; if it drops the best hits, your scores are inverted.
     """
     _load(ctx)
-    loose = ctx.memory.search(TEXTS[0], user_id=ctx.user, threshold=0.0)
+    loose = ctx.memory.search(TEXTS[0], user_id=ctx.user, threshold=0.0, mode="vector")
     cut = (loose[0].score + loose[-1].score) / 2
-    strict = ctx.memory.search(TEXTS[0], user_id=ctx.user, threshold=cut)
+    strict = ctx.memory.search(TEXTS[0], user_id=ctx.user, threshold=cut, mode="vector")
     assert strict and all(h.score >= cut for h in strict), strict
     assert [h.record.id for h in strict] == [h.record.id for h in loose[: len(strict)]]
 
@@ -99,7 +99,7 @@ def check_limit_larger_than_store_returns_everything(ctx: CheckContext) -> None:
     Troubleshooting: clamp the requested result count to what exists (Chroma-like stores error otherwise).
     """
     _load(ctx)
-    hits = ctx.memory.search("anything", user_id=ctx.user, limit=1000)
+    hits = ctx.memory.search("anything", user_id=ctx.user, limit=1000, mode="vector")
     assert sorted(h.record.text for h in hits) == sorted(TEXTS), hits
 
 
@@ -130,5 +130,5 @@ def check_filter_and_search_together(ctx: CheckContext) -> None:
     """
     for n in range(12):
         ctx.memory.add(f"tea note {n}", user_id=ctx.user, metadata={"keep": n % 4 == 0})
-    hits = ctx.memory.search("tea note 1", user_id=ctx.user, filter={"keep": True}, limit=10)
+    hits = ctx.memory.search("tea note 1", user_id=ctx.user, filter={"keep": True}, limit=10, mode="vector")
     assert sorted(h.record.text for h in hits) == ["tea note 0", "tea note 4", "tea note 8"], hits

@@ -20,7 +20,7 @@ def check_search_after_delete_is_not_stale(ctx: CheckContext) -> None:
     gone = ctx.memory.add("green tea in the morning", user_id=ctx.user)[0].record
     ctx.memory.add("black coffee", user_id=ctx.user)
     ctx.memory.delete(gone.id)
-    hits = ctx.memory.search("green tea in the morning", user_id=ctx.user, limit=10)
+    hits = ctx.memory.search("green tea in the morning", user_id=ctx.user, limit=10, mode="vector")
     assert [h.record.text for h in hits] == ["black coffee"], [h.record.text for h in hits]
     ctx.memory.delete_all(user_id=ctx.user)
     assert ctx.memory.search("black coffee", user_id=ctx.user, limit=10) == []
@@ -37,10 +37,10 @@ def check_search_after_update_uses_the_new_text(ctx: CheckContext) -> None:
     record = ctx.memory.add("plays the violin", user_id=ctx.user, metadata={"v": 1})[0].record
     ctx.memory.add("drives a red car", user_id=ctx.user)
     ctx.memory.update(record.id, text="black coffee after lunch", metadata={"w": 2})
-    new = ctx.memory.search("black coffee after lunch", user_id=ctx.user, limit=2)
+    new = ctx.memory.search("black coffee after lunch", user_id=ctx.user, limit=2, mode="vector")
     assert new[0].record.id == record.id and new[0].score > 0.99, [(h.record.text, h.score) for h in new]
     assert (new[0].record.text, new[0].record.metadata) == ("black coffee after lunch", {"w": 2}), new[0].record
-    old = ctx.memory.search("plays the violin", user_id=ctx.user, limit=2)
+    old = ctx.memory.search("plays the violin", user_id=ctx.user, limit=2, mode="vector")
     assert all(h.score < 0.99 for h in old if h.record.id == record.id), [(h.record.text, h.score) for h in old]
 
 
@@ -57,7 +57,7 @@ def check_results_are_capped_only_by_limit(ctx: CheckContext) -> None:
     ctx.memory.add([{"role": "user", "content": f"memory number {n} about tea"} for n in range(BIG)],
                    user_id=ctx.user)
     for limit in (60, 150, BIG, 1000):
-        hits = ctx.memory.search("memory about tea", user_id=ctx.user, limit=limit)
+        hits = ctx.memory.search("memory about tea", user_id=ctx.user, limit=limit, mode="vector")
         ids = [h.record.id for h in hits]
         assert len(ids) == len(set(ids)) == min(limit, BIG), \
             f"limit {limit}: {len(ids)} hits ({len(set(ids))} distinct)"
@@ -66,7 +66,8 @@ def check_results_are_capped_only_by_limit(ctx: CheckContext) -> None:
     if Capability.FILTER_EQUALITY in ctx.memory.capabilities:
         ctx.memory.add([{"role": "user", "content": f"rare entry {n}"} for n in range(30)], user_id=ctx.user,
                        metadata={"rare": True})
-        rare = ctx.memory.search("memory about tea", user_id=ctx.user, filter={"rare": True}, limit=30)
+        rare = ctx.memory.search("memory about tea", user_id=ctx.user, filter={"rare": True}, limit=30,
+                                 mode="vector")
         assert len(rare) == 30, f"filter matching 30 of 330, limit 30: {len(rare)} hits (filtered after the top k?)"
 
 
@@ -82,7 +83,7 @@ def check_filtered_scores_are_the_clamped_cosine(ctx: CheckContext) -> None:
     for n, text in enumerate(texts):
         ctx.memory.add(text, user_id=ctx.user, metadata={"keep": n % 2 == 0})
     query = "green tea in the garden"
-    hits = ctx.memory.search(query, user_id=ctx.user, filter={"keep": True}, limit=10)
+    hits = ctx.memory.search(query, user_id=ctx.user, filter={"keep": True}, limit=10, mode="vector")
     assert sorted(h.record.text for h in hits) == sorted(texts[0::2]), [h.record.text for h in hits]
     vectors = embedder.embed([query, *(h.record.text for h in hits)])
     expected = [min(1.0, max(0.0, _cosine(vectors[0], v))) for v in vectors[1:]]

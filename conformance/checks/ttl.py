@@ -32,8 +32,9 @@ def check_expired_memories_are_invisible_to_every_read(ctx: CheckContext) -> Non
     assert stored is not None and abs((stored - future).total_seconds()) < 0.001, stored
     assert [r.id for r in ctx.memory.list(user_id=ctx.user).items] == [kept.id]
     assert ctx.memory.count(user_id=ctx.user) == 1
-    hits = ctx.memory.search("ephemeral green tea", user_id=ctx.user, limit=10)
-    assert [h.record.id for h in hits] == [kept.id], [h.record.text for h in hits]
+    for mode in ctx.search_modes():
+        hits = ctx.memory.search("ephemeral green tea", user_id=ctx.user, limit=10, mode=mode)
+        assert [h.record.id for h in hits] == [kept.id], (mode, [h.record.text for h in hits])
 
 
 @check("ttl", requires=Capability.TTL)

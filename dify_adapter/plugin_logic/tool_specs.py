@@ -28,6 +28,7 @@ class Param:
     default: float | None = None
     minimum: float | None = None
     maximum: float | None = None
+    options: tuple[str, ...] = ()  # a string parameter that takes one of these values (Dify: a select)
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,10 @@ _ERROR: dict[str, Any] = {
     "required": ["type", "message"],
     "description": "Present only when the call failed: what went wrong, and the parameter at fault.",
 }
-_SCORED: dict[str, Any] = {**_RECORD, "score": {"type": "number",
-                                                "description": "Similarity from 0 to 1 (the cosine, clamped at 0)."}}
+_SCORED: dict[str, Any] = {**_RECORD, "score": {
+    "type": "number",
+    "description": "Relevance from 0 to 1: in vector mode the cosine (clamped at 0), in keyword mode the share of the "
+                   "query's weighted words the memory holds, in hybrid mode the mean of the two."}}
 _HISTORY_EVENT: dict[str, Any] = {
     "id": {"type": "string", "description": "The event's id."},
     "memory_id": {"type": "string", "description": "The memory's id."},
@@ -116,14 +119,16 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "search_memory",
-        "Search stored memories by meaning. Returns the most similar memories first, with scores between 0 and 1.",
+        "Search stored memories by meaning and words. Returns the best matches first, with scores between 0 and 1.",
         (Param("query", "string", "What to look for in memory.", required=True),
          *SCOPE_PARAMS,
          Param("top_k", "integer", "How many memories to return.", default=5, minimum=1, maximum=100),
-         Param("threshold", "number", "Minimum similarity from 0 to 1.", minimum=0, maximum=1),
-         _FILTERS),
+         Param("threshold", "number", "Minimum score from 0 to 1.", minimum=0, maximum=1),
+         _FILTERS,
+         Param("mode", "string", "What to rank by: hybrid (meaning and words; the default where the store has keyword "
+               "search), vector (meaning only) or keyword (words only).", options=("hybrid", "vector", "keyword"))),
         _output({
-            "results": _array(_SCORED, [*_RECORD_REQUIRED, "score"], "The hits, most similar first."),
+            "results": _array(_SCORED, [*_RECORD_REQUIRED, "score"], "The hits, best first."),
             "memories": {"type": "string",
                          "description": "The hits' texts, one '- text' line each, for an LLM prompt."},
         }),
@@ -179,6 +184,8 @@ def input_schema(spec: ToolSpec, *, scope_arguments: bool = True) -> dict[str, A
         for key, value in (("default", param.default), ("minimum", param.minimum), ("maximum", param.maximum)):
             if value is not None:
                 schema[key] = int(value) if param.kind == "integer" else value
+        if param.options:
+            schema["enum"] = list(param.options)
         properties[param.name] = schema
     required = [p.name for p in spec.params if p.required and p.name in properties]
     return {"type": "object", "properties": properties, "required": required}

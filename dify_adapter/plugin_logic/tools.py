@@ -32,6 +32,7 @@ from memdock.dify_adapter.plugin_logic.tool_specs import SCOPE_NAMES, TOOL_SPECS
 from memdock.errors import InvalidInput, MemdockError
 from memdock.memory import Memory
 from memdock.models import HistoryEvent, MemoryRecord, Scope, WriteResult
+from memdock.search_modes import check_mode
 from memdock.validation import make_scope
 
 SCOPE_PARAMETERS = SCOPE_NAMES
@@ -244,7 +245,8 @@ def _add(memory: Memory, call: ToolCall) -> list[ToolOutput]:
 
 def _search(memory: Memory, call: ToolCall) -> list[ToolOutput]:
     hits = memory.search(call.required("query"), scope=call.scope(required=True), filter=call.json_object("filters"),
-                         limit=call.integer("top_k", 5), threshold=call.number("threshold", None))
+                         limit=call.integer("top_k", 5), threshold=call.number("threshold", None),
+                         mode=check_mode(call.text("mode")))
     block = "\n".join(f"- {h.record.text}" for h in hits)
     return [
         ToolOutput("json", {"results": [_record(h.record, h.score) for h in hits]}),

@@ -78,6 +78,10 @@ class NativeSearchRequest(ScopeIds):
     filter: dict[str, Any] | None = Field(default=None, description='mem0-style, e.g. {"rating": {"gte": 4}}')
     limit: int = Field(default=10, ge=1, le=MAX_LIMIT)
     threshold: float | None = Field(default=None, ge=0.0, le=1.0, description="minimum score")
+    mode: Literal["hybrid", "vector", "keyword"] | None = Field(
+        default=None, description="what to rank by: hybrid (0.5 x vector + 0.5 x keyword score), vector (cosine) or "
+        "keyword (BM25 / the query's bound); default hybrid where the backend has keyword search (GET /v1/info "
+        "lists keyword_search), else vector; another mode there answers 501")
 
 
 class UpdateRequest(BaseModel):
@@ -356,7 +360,7 @@ def delete_all(memory: MemoryDep, caller: CallerDep, ids: ScopeDep, where: Filte
 @router.post("/search", response_model=SearchResponse, summary="Search memories by similarity")
 def search(body: NativeSearchRequest, memory: MemoryDep, caller: CallerDep) -> SearchResponse:
     hits = memory.search(body.query, scope=_scope(body, caller), filter=body.filter, limit=body.limit,
-                         threshold=body.threshold)
+                         threshold=body.threshold, mode=body.mode)
     return SearchResponse(results=[_hit(h) for h in hits])
 
 

@@ -191,6 +191,46 @@ class SearchShowsExpired(Clean):
         return rank_by_cosine(vector, candidates, limit)
 
 
+# -- keyword and hybrid search -----------------------------------------------------------------------
+
+
+class KeywordIgnoresScope(Clean):
+    """Keyword search ranks every scope's memories."""
+
+    def keyword_search(self, text: str, scope: Scope, where: Filter | None, limit: int) -> list[SearchHit]:
+        return super().keyword_search(text, Scope(), where, limit)
+
+
+class StaleKeywordIndex(Clean):
+    """An update leaves the old text's terms in the keyword index."""
+
+    def update(self, record: MemoryRecord) -> None:
+        with self._store.lock:
+            old_text = self._store.records[record.id].text if record.id in self._store.records else None
+            super().update(record)
+            if old_text is not None:
+                self._store.terms.add(record.id, f"{old_text} {record.text}")
+
+
+class HybridTakesTheBetterScore(Clean):
+    """Hybrid scores each memory by the better of its two scores instead of their mean."""
+
+    def hybrid_search(self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None,
+                      limit: int) -> list[SearchHit]:
+        best: dict[str, SearchHit] = {}
+        for hit in (*self.search(vector, text, scope, where, 1000), *self.keyword_search(text, scope, where, 1000)):
+            if hit.record.id not in best or hit.score > best[hit.record.id].score:
+                best[hit.record.id] = hit
+        return sorted(best.values(), key=lambda h: (-h.score, h.record.id))[:limit]
+
+
+class KeywordIgnoresFilter(Clean):
+    """Keyword search drops the filter."""
+
+    def keyword_search(self, text: str, scope: Scope, where: Filter | None, limit: int) -> list[SearchHit]:
+        return super().keyword_search(text, scope, None, limit)
+
+
 # -- batches ------------------------------------------------------------------------------------------
 
 
@@ -593,6 +633,11 @@ MUTANTS: dict[str, tuple[type[Clean], tuple[str, ...]]] = {
     "filtered-path-half-cosine": (FilteredPathHalfCosine, ("search",)),
     "post-filters": (PostFilters, ("search", "filters")),
     "search-shows-expired": (SearchShowsExpired, ("ttl",)),
+    # keyword and hybrid search
+    "keyword-ignores-scope": (KeywordIgnoresScope, ("scope",)),
+    "stale-keyword-index": (StaleKeywordIndex, ("search_modes",)),
+    "hybrid-takes-the-better-score": (HybridTakesTheBetterScore, ("search_modes",)),
+    "keyword-ignores-filter": (KeywordIgnoresFilter, ("filters",)),
     # batches
     "cursor-on-created-at-only": (CursorOnCreatedAtOnly, ("pagination",)),
     "history-of-first-only": (HistoryOfFirstOnly, ("history",)),

@@ -84,7 +84,7 @@ def test_update_text_is_re_embedded_and_searchable(mem: Memory) -> None:
     [added] = mem.add("alpha beta gamma", user_id="u1")
     mem.add("delta epsilon zeta", user_id="u1")
     mem.update(added.record.id, text="omega sigma tau")
-    hits = mem.search("omega sigma tau", user_id="u1")
+    hits = mem.search("omega sigma tau", user_id="u1", mode="vector")
     assert hits[0].record.id == added.record.id
     assert hits[0].score == pytest.approx(1.0)
 
@@ -310,7 +310,7 @@ def filled(mem: Memory) -> Memory:
 
 def test_exact_text_scores_highest(filled: Memory) -> None:
     for text in TEXTS:
-        hits = filled.search(text, user_id="u1", limit=len(TEXTS))
+        hits = filled.search(text, user_id="u1", limit=len(TEXTS), mode="vector")
         assert hits[0].record.text == text
         assert hits[0].score == pytest.approx(1.0)
         assert all(h.score <= hits[0].score for h in hits)
@@ -329,14 +329,14 @@ def test_scores_are_in_unit_interval_and_descending(filled: Memory) -> None:
 def test_higher_threshold_gives_a_subset(filled: Memory) -> None:
     previous: set[str] | None = None
     for threshold in (0.0, 0.3, 0.5, 0.6, 0.75, 0.9, 1.0):
-        hits = filled.search("green tea", user_id="u1", limit=100, threshold=threshold)
+        hits = filled.search("green tea", user_id="u1", limit=100, threshold=threshold, mode="vector")
         assert all(h.score >= threshold for h in hits)
         ids = {h.record.id for h in hits}
         if previous is not None:
             assert ids <= previous
         previous = ids
     assert len(filled.search("green tea", user_id="u1", threshold=0.0, limit=100)) == len(TEXTS)
-    exact = filled.search(TEXTS[0], user_id="u1", threshold=0.999)
+    exact = filled.search(TEXTS[0], user_id="u1", threshold=0.999, mode="vector")
     assert [h.record.text for h in exact] == [TEXTS[0]]
 
 
@@ -645,7 +645,7 @@ def test_raw_backend_exception_becomes_backend_unavailable() -> None:
     mem = Memory(ExplodingBackend(ReferenceBackend.Settings(), embedder), embedder, name="exploding")
     mem.add("still writable", user_id="u1")
     with pytest.raises(BackendUnavailable) as info:
-        mem.search("anything", user_id="u1")
+        mem.search("anything", user_id="u1", mode="vector")
     assert "disk on fire" in str(info.value)
     assert isinstance(info.value.__cause__, RuntimeError)
     with pytest.raises(BackendUnavailable):

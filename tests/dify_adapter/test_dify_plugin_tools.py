@@ -94,7 +94,7 @@ CALLS: dict[str, list[dict[str, Any]]] = {
     "add_memory": [{"user_id": "u1", "text": "I like green tea", "metadata": '{"topic": "drinks"}'},
                    {"agent_id": "a1", "run_id": "r1", "user": "I live in Lyon", "assistant": "Nice"}],
     "search_memory": [{"user_id": "u1", "query": "tea", "top_k": 2, "threshold": 0.1,
-                       "filters": '{"topic": "drinks"}'}],
+                       "filters": '{"topic": "drinks"}', "mode": "keyword"}],
     "get_all_memories": [{"user_id": "u1", "top_k": 5, "filters": "{}"}, {}],
     "get_memory": [{"memory_id": "no-such-id"}],
     "update_memory": [{"memory_id": "no-such-id", "text": "x", "metadata": "{}"}],

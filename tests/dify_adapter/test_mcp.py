@@ -105,18 +105,20 @@ def test_the_dify_tool_yaml_says_what_the_shared_spec_says(spec: Any) -> None:
     assert declared["output_schema"] == spec.output_schema
     dify_type = {"string": "string", "json": "string", "number": "number", "integer": "number"}
     assert [(p["name"], p["type"], p["required"], p["llm_description"]) for p in declared["parameters"]] == [
-        (p.name, dify_type[p.kind], p.required, p.description) for p in spec.params]
+        (p.name, "select" if p.options else dify_type[p.kind], p.required, p.description) for p in spec.params]
     for param in declared["parameters"]:
         shared = next(p for p in spec.params if p.name == param["name"])
         assert (param.get("default"), param.get("min"), param.get("max")) == (
             shared.default, shared.minimum, shared.maximum)
+        assert [option["value"] for option in param.get("options", [])] == list(shared.options)
     assert tuple(s.name for s in TOOL_SPECS) == TOOL_NAMES
 
 
 def test_input_schemas_leave_the_scope_out_unless_calls_may_choose_it() -> None:
     search = next(s for s in TOOL_SPECS if s.name == "search_memory")
     fixed = input_schema(search, scope_arguments=False)
-    assert set(fixed["properties"]) == {"query", "top_k", "threshold", "filters"}
+    assert set(fixed["properties"]) == {"query", "top_k", "threshold", "filters", "mode"}
+    assert fixed["properties"]["mode"]["enum"] == ["hybrid", "vector", "keyword"]
     assert fixed["required"] == ["query"]
     assert fixed["properties"]["top_k"] == {"type": "integer", "description": "How many memories to return.",
                                             "default": 5, "minimum": 1, "maximum": 100}
