@@ -241,8 +241,26 @@ class MemdockHttpBackend(Backend):
     def search(
         self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
     ) -> list[SearchHit]:
-        """The server's search in the scope, filter applied there."""
+        """The server's vector search in the scope, filter applied there."""
+        return self._search("vector", text, scope, where, limit)
+
+    def keyword_search(self, text: str, scope: Scope, where: Filter | None, limit: int) -> list[SearchHit]:
+        """The server's keyword search (when its backend declares `KEYWORD_SEARCH`)."""
+        return self._search("keyword", text, scope, where, limit)
+
+    def hybrid_search(
+        self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
+    ) -> list[SearchHit]:
+        """The server's hybrid search (when its backend declares `KEYWORD_SEARCH`)."""
+        return self._search("hybrid", text, scope, where, limit)
+
+    def _search(self, mode: str, text: str, scope: Scope, where: Filter | None, limit: int) -> list[SearchHit]:
+        """``POST /search`` in `mode`. The mode is sent only to a server whose backend has keyword search
+        (its default is hybrid); a server without it searches by vector, and one older than search modes
+        would refuse the field."""
         body: dict[str, Any] = {**scope.ids(), "query": text, "limit": limit}
+        if Capability.KEYWORD_SEARCH in self.capabilities:
+            body["mode"] = mode
         if where is not None:
             body["filter"] = filter_to_json(where)
         hits = _list_of(self._transport.call("POST", "/search", json_body=body), "results")

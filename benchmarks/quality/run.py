@@ -6,7 +6,10 @@ rankings, per backend URL.
 For each URL the set's memories are stored through `memdock.Memory` (one scope per person, under a fresh
 run prefix so an existing store is not disturbed; removed again at the end). For each question:
 
-* ``vector``: `Memory.search` in the person's scope, top ``--limit`` (the backend's own cosine ranking);
+* ``vector``: `Memory.search(mode="vector")` in the person's scope, top ``--limit`` (the backend's own cosine
+  ranking);
+* ``backend keyword``, ``backend hybrid``: `Memory.search` in those modes, where the backend declares
+  `KEYWORD_SEARCH` (its own keyword index and fusion, to compare with the reference's);
 * ``keyword``: `memdock.keyword.BM25Index` over the person's memories (statistics of that scope only);
   ``keyword words-only``: the same without the prefix terms (``prefix=None``), for comparison;
 * fused variants of those two lists (`memdock.fusion`): RRF with k in {10, 30, 60}, and weighted score
@@ -34,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from memdock import Memory
+from memdock import Capability, Memory
 from memdock.fusion import Fused, min_max, reciprocal_rank_fusion, weighted_score_fusion
 from memdock.keyword import BM25Index
 
@@ -177,9 +180,16 @@ def run_url(url: str, memories: Sequence[dict[str, Any]], questions: Sequence[Qu
         vector: dict[str, Scored] = {}
         started = time.perf_counter()
         for q in questions:
-            hits = memory.search(q.question, user_id=prefix + q.user_id, limit=limit)
+            hits = memory.search(q.question, user_id=prefix + q.user_id, limit=limit, mode="vector")
             vector[q.id] = {bench_id[h.record.id]: h.score for h in hits}
         vector_seconds = time.perf_counter() - started
+        backend_modes: dict[str, dict[str, list[str]]] = {}  # the backend's own keyword and hybrid rankings
+        if Capability.KEYWORD_SEARCH in memory.capabilities:
+            for mode in ("keyword", "hybrid"):
+                backend_modes[f"backend {mode}"] = {
+                    q.id: [bench_id[h.record.id] for h in memory.search(
+                        q.question, user_id=prefix + q.user_id, limit=limit, mode=mode)]  # type: ignore[arg-type]
+                    for q in questions}
         for user in ids_of:
             memory.delete_all(user_id=prefix + user)
     finally:
@@ -191,6 +201,7 @@ def run_url(url: str, memories: Sequence[dict[str, Any]], questions: Sequence[Qu
         "keyword": {q.id: ranked(keyword[q.id], limit) for q in questions},
         "keyword words-only": {q.id: [i for i, _ in words_only.rank(q.question, ids_of[q.user_id], limit)]
                                for q in questions},
+        **backend_modes,
     }
     for name, (scores, fuse) in VARIANTS.items():
         kw = bounded if scores == "bound" else keyword

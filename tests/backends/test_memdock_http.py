@@ -80,7 +80,7 @@ def test_the_kit_through_the_client_reports_what_chroma_reports_directly(keys_fi
     through = json.loads(done.stdout)
     assert KEY not in done.stdout and "api_key=***" in through["url"]
     direct = run(f"chroma://{tmp_path}/direct?embedder=hash")
-    assert [r["status"] for r in through["results"] if r["status"] != "PASS"] == []
+    assert [r["check"] for r in through["results"] if r["status"] not in ("PASS", "N/A")] == []
     assert through["level"] == direct.level == "FULL"
     assert {(r["group"], r["check"]): r["status"] for r in through["results"]} == {
         (r.group, r.check): r.status.value for r in direct.results}
