@@ -25,6 +25,7 @@ from memdock.errors import (
     WriteConflict,
 )
 from memdock.filters import Filter, coerce_filter, evaluate
+from memdock.micro_batch import MicroBatcher
 from memdock.models import EventKind, HistoryEvent, MemoryRecord, Page, Scope, SearchHit, WriteResult, utcnow
 from memdock.scope_locks import ScopeLocks
 from memdock.search_modes import SearchMode, check_mode
@@ -65,6 +66,7 @@ class Memory:
         self._scope_locks = ScopeLocks()
         self._query_vectors: OrderedDict[str, builtins.list[float]] = OrderedDict()
         self._query_lock = threading.Lock()
+        self._query_batcher = MicroBatcher(self._embed_queries)
 
     @classmethod
     def open(cls, url: str | None = None, *, embedder: Embedder | None = None) -> Memory:
@@ -536,10 +538,15 @@ class Memory:
             )
         return vectors
 
+    def _embed_queries(self, texts: builtins.list[str]) -> builtins.list[builtins.list[float]]:
+        vectors = self._embed(texts)
+        return [v for v in vectors if v is not None]
+
     def _query_vector(self, text: str) -> builtins.list[float] | None:
         """The embedding of a search query, from a per-Memory LRU of the last `QUERY_CACHE_SIZE` queries
         (the embedder is deterministic: the same text always yields the same vector); None without a
-        client-side embedder. Callers must not modify the vector."""
+        client-side embedder. A query not cached is embedded through a `MicroBatcher`, so the queries of
+        concurrent searches (a server's threads) share one batch call. Callers must not modify the vector."""
         if self.embedder is None:
             return None
         with self._query_lock:
@@ -547,8 +554,7 @@ class Memory:
             if cached is not None:
                 self._query_vectors.move_to_end(text)
                 return cached
-        vector = self._embed([text])[0]
-        assert vector is not None
+        vector = self._query_batcher.embed_one(text)
         with self._query_lock:
             self._query_vectors[text] = vector
             while len(self._query_vectors) > QUERY_CACHE_SIZE:
