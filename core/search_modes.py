@@ -36,7 +36,9 @@ __all__ = [
     "SearchMode",
     "check_mode",
     "fuse_hits",
+    "hybrid_hits",
     "hybrid_ranking",
+    "keyword_hits",
     "keyword_ranking",
 ]
 
@@ -96,3 +98,28 @@ def fuse_hits(
     fused = hybrid_fusion({h.record.id: h.score for h in vector_hits}, {h.record.id: h.score for h in keyword_hits})
     ranked = _ordered({f.id: f.score for f in fused}, limit)
     return [SearchHit(record=records[doc_id], score=min(1.0, max(0.0, score))) for doc_id, score in ranked]
+
+
+def keyword_hits(candidates: Sequence[MemoryRecord], text: str, limit: int) -> list[SearchHit]:
+    """The keyword mode's hits among `candidates` (every live record of the scope matching the filter):
+    exact, for a backend that can fetch its candidates cheaply and keeps no keyword index of its own."""
+    by_id = {record.id: record for record in candidates}
+    index = BM25Index()
+    index.add_many((record.id, record.text) for record in by_id.values())
+    return [SearchHit(record=by_id[i], score=score) for i, score in keyword_ranking(index, text, list(by_id), limit)]
+
+
+def hybrid_hits(candidates: Sequence[MemoryRecord], vector: Sequence[float], text: str, limit: int) -> list[SearchHit]:
+    """The hybrid mode's hits among `candidates` (as for `keyword_hits`; those without a vector are left
+    out, as vector search leaves them out): every candidate scored both ways, exactly."""
+    import numpy as np  # here, not at module top: importing memdock stays cheap
+
+    by_id = {record.id: record for record in candidates if record.vector is not None}
+    if not by_id:
+        return []
+    ids = list(by_id)
+    index = BM25Index()
+    index.add_many((record.id, record.text) for record in by_id.values())
+    matrix = np.asarray([by_id[i].vector for i in ids], dtype=np.float64)
+    return [SearchHit(record=by_id[i], score=score)
+            for i, score in hybrid_ranking(index, text, vector, ids, matrix, limit)]

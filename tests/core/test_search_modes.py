@@ -17,7 +17,7 @@ from memdock.errors import InvalidInput, Unsupported
 from memdock.filters import Filter
 from memdock.keyword import BM25Index
 from memdock.models import Scope, SearchHit
-from memdock.search_modes import fuse_hits
+from memdock.search_modes import fuse_hits, hybrid_hits, keyword_hits
 from tests.helpers.support import make_test_embedder
 
 TEXTS = [
@@ -218,3 +218,19 @@ def test_hybrid_ranks_every_candidate_exactly_on_a_larger_scope() -> None:
                               key=lambda item: (-round(item[0], 12), item[1]))[:10]
             hits = memory.search(query, user_id="u", mode="hybrid", limit=10)
             assert [h.record.id for h in hits] == [i for _, i in expected]
+
+
+def test_exact_hits_over_fetched_candidates_equal_the_reference(mem: Memory) -> None:
+    """`keyword_hits` / `hybrid_hits` over a scope's records (as a store without a keyword index fetches
+    them) rank and score exactly as the reference backend does."""
+    backend = mem.backend
+    assert isinstance(backend, ReferenceBackend)
+    scope = Scope(user_id="u1")
+    candidates = backend.list(scope, None, 1000, None).items
+    for query in ("sister Porto", "Okafor appointment in March", "東京", "green tea morning"):
+        [vector] = make_test_embedder().embed([query])
+        assert [(h.record.id, h.score) for h in keyword_hits(candidates, query, 5)] == [
+            (h.record.id, h.score) for h in backend.keyword_search(query, scope, None, 5)]
+        assert [(h.record.id, h.score) for h in hybrid_hits(candidates, vector, query, 5)] == [
+            (h.record.id, h.score) for h in backend.hybrid_search(vector, query, scope, None, 5)]
+    assert hybrid_hits([], [1.0], "x", 5) == [] and keyword_hits([], "x", 5) == []
