@@ -46,6 +46,7 @@ RESULTS = HERE.parent / "results"
 KS = (1, 5, 10)
 RRF_KS = (10, 30, 60)
 WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SETS = {"core": HERE, "long": HERE / "long"}  # --set NAME -> the folder load_set reads
 
 Scored = dict[str, float]  # memory id -> score, for one question
 
@@ -252,21 +253,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", action="append", help="backend URL (repeatable; default memory://)")
     parser.add_argument("--limit", type=int, default=50, help="candidates per ranking (default 50)")
     parser.add_argument("--name", default=datetime.now(UTC).strftime("%Y-%m-%d"))
+    parser.add_argument("--set", choices=sorted(SETS), default="core",
+                        help="which part of the set: core (benchmarks/quality/) or long (benchmarks/quality/long/)")
     args = parser.parse_args(argv)
-    memories, questions = load_set()
+    memories, questions = load_set(SETS[args.set])
     results = [run_url(url, memories, questions, args.limit) for url in (args.url or ["memory://"])]
     report = {
         "command": " ".join(["python", "benchmarks/quality/run.py", *(sys.argv[1:] if argv is None else argv)]),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-        "set": {"memories": len(memories), "questions": len(questions)},
+        "set": {"name": args.set, "memories": len(memories), "questions": len(questions)},
         "split": "A = odd question numbers (the default is chosen there), B = even",
         "results": results,
     }
     for result in results:
         print_report(result)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"quality-{args.name}.json"
+    out = RESULTS / (f"quality-{args.name}.json" if args.set == "core" else f"quality-{args.name}-{args.set}.json")
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwritten to {out}")
     return 0
