@@ -267,7 +267,7 @@ class Memory:
         minimum = check_threshold(threshold)
         chosen = check_mode(mode) or self.default_search_mode
         if chosen != "vector" and Capability.KEYWORD_SEARCH not in self.capabilities:
-            raise Unsupported(f"mode: {chosen!r} needs keyword search, which {self.name} lacks "
+            raise Unsupported(f"mode: {chosen!r} needs keyword search, which the {self.backend.name} backend lacks "
                               "(its only mode is 'vector')")
         if chosen == "keyword":
             hits = self._call(self.backend.keyword_search, text, the_scope, where, limit)

@@ -18,8 +18,9 @@ from starlette.requests import Request
 
 from memdock.dify_adapter.auth import SERVER_FORMS, ApiKey, CredentialError, KeyRing, authenticate_request
 from memdock.dify_adapter.server.config import ServerConfig
+from memdock.errors import MemoryNotFound
 from memdock.memory import Memory
-from memdock.models import Scope
+from memdock.models import HistoryEvent, MemoryRecord, Scope
 
 UNAUTHENTICATED = "a valid API key is required (Authorization: Bearer <key> or X-API-Key)"
 
@@ -57,6 +58,35 @@ class Caller:
     def unrestricted(self) -> bool:
         """True for an open server or a key without restrictions."""
         return self.key is None or self.key.unrestricted
+
+
+def owned_record(memory: Memory, caller: Caller, memory_id: str, scope: Scope | None = None) -> MemoryRecord:
+    """The memory with this id when it exists, lies in `scope` (when given) and `caller` may touch it;
+    `MemoryNotFound` otherwise. A memory of another scope is answered exactly as a missing one, by the same
+    path: one backend read (``Backend.get``) whatever the outcome, then one decision and one raise, so
+    neither the answer nor the backend calls made tell a foreign id from a missing one."""
+    try:
+        record: MemoryRecord | None = memory.get(memory_id, scope=scope)
+    except MemoryNotFound:
+        record = None
+    if record is None or not caller.may_touch(record.scope):
+        raise MemoryNotFound(memory_id)
+    return record
+
+
+def owned_history(memory: Memory, caller: Caller, memory_id: str, scope: Scope | None = None) -> list[HistoryEvent]:
+    """The events of the memory with this id (also once it is deleted) when they lie in `scope` (when
+    given) and `caller` may touch every one of them; ``[]`` for a live memory of the caller's without
+    events; `MemoryNotFound` otherwise. A foreign id and a missing one take the same path: one history
+    read (``Backend.history_many``), then one record read (`owned_record`), which answers missing for both;
+    `Unsupported` when the backend keeps no history."""
+    events = memory.histories([memory_id])[memory_id]
+    if scope is not None and not scope.is_empty():
+        events = [e for e in events if scope.contains(e.scope)]
+    if events and all(caller.may_touch(e.scope) for e in events):
+        return events
+    owned_record(memory, caller, memory_id, scope)
+    return []
 
 
 def note_key(request: Request, key: ApiKey | None) -> None:

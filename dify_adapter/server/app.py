@@ -13,10 +13,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, FastAPI, Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
 
 from memdock.dify_adapter.server import mem0_server, mem0ai_api, native, retrieval
 from memdock.dify_adapter.server.config import ServerConfig
-from memdock.dify_adapter.server.middleware import RequestContextMiddleware
+from memdock.dify_adapter.server.errors import BodyTooLarge, Translate, native_error
+from memdock.dify_adapter.server.middleware import BodyOverLimit, RequestContextMiddleware, TooLarge
 from memdock.errors import InvalidInput
 from memdock.extras import require_extra
 from memdock.memory import Memory
@@ -29,6 +32,39 @@ ROUTERS: dict[str, APIRouter] = {
 }
 """Each API's module-level router by API name (`config.API_NAMES`); `create_app` includes each at its mount
 point, or leaves it out when the mount is None."""
+
+TRANSLATORS: dict[str, Translate] = {
+    "native": native_error,
+    "mem0-server": mem0_server.mem0_server_error,
+    "mem0ai-api": mem0ai_api.mem0ai_api_error,
+}
+"""The error translator of each API that has one, by API name: how a request sent under its mount point is
+told that its body is too large."""
+
+
+def dify_error(request: Request, exc: Exception) -> Response:
+    """Dify's error body ``{"error_code", "error_msg"}`` for a body over the limit on ``/retrieval``."""
+    return JSONResponse({"error_code": 413, "error_msg": str(exc)}, status_code=413)
+
+
+def too_large_by_path(config: ServerConfig) -> TooLarge:
+    """The 413 answer of the API a request's path belongs to (by its mount point, the longest first), in
+    that API's envelope; the native one for any other path."""
+    prefixes = sorted(((prefix, translate) for name, translate in TRANSLATORS.items()
+                       if (prefix := config.mounts.get(name)) is not None), key=lambda item: -len(item[0]))
+    retrieval_mount = config.mounts.get("retrieval")
+    dify_paths = set() if retrieval_mount is None else {
+        retrieval_mount + path for path in (retrieval.RETRIEVAL_PATH, *retrieval.ALIASES)}
+
+    def answer(scope: Scope, limit: int) -> Response:
+        path: str = scope.get("path", "")
+        translate = dify_error if path in dify_paths else next(
+            (t for prefix, t in prefixes if path == prefix or path.startswith(prefix.rstrip("/") + "/")),
+            native_error)
+        return translate(Request(scope), BodyTooLarge(f"request body exceeds {limit} bytes", field="body"))
+
+    return answer
+
 
 health = APIRouter(tags=["health"])
 """``/healthz``, always at the root and never authenticated."""
@@ -92,5 +128,11 @@ def create_app(memory: Memory, config: ServerConfig | None = None, *, close_memo
             app.include_router(router, prefix=prefix)
     if mcp_app is not None:
         app.mount(mcp_prefix or "", mcp_app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=config.max_body_bytes)
+    too_large = too_large_by_path(config)
+
+    async def over_limit(request: Request, exc: Exception) -> Response:
+        return too_large(request.scope, exc.limit if isinstance(exc, BodyOverLimit) else config.max_body_bytes)
+
+    app.add_exception_handler(BodyOverLimit, over_limit)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=config.max_body_bytes, too_large=too_large)
     return app

@@ -38,11 +38,17 @@ class UnreadableBody(InvalidInput):
     """A body that is not text in the declared encoding (FastAPI cannot even parse it as JSON)."""
 
 
+class BodyTooLarge(InvalidInput):
+    """A request body over the server's ``--max-body-bytes`` (413), answered in the envelope of the API the
+    request was sent to (`memdock.dify_adapter.server.app` picks it by path)."""
+
+
 STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (Unauthenticated, 401),
     (Forbidden, 403),
     (MemoryNotFound, 404),
     (UnreadableBody, 400),
+    (BodyTooLarge, 413),
     (InvalidInput, 422),
     (Unsupported, 501),
     (AuthenticationFailed, 502),
@@ -113,11 +119,10 @@ def native_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=status, headers=headers_for(status))
 
 
-def translating_route(translate: Translate, *, unreadable_bodies: bool = True) -> type[APIRoute]:
-    """An `APIRoute` class whose handlers answer translated errors instead of raising them. With
-    `unreadable_bodies`, a body FastAPI cannot decode (e.g. not UTF-8) is translated too, as
-    `UnreadableBody` (field ``body``); without, FastAPI's own 400 stands (what the FastAPI services a
-    compatible API mirrors answer)."""
+def translating_route(translate: Translate) -> type[APIRoute]:
+    """An `APIRoute` class whose handlers answer translated errors instead of raising them. A body FastAPI
+    cannot decode (e.g. not UTF-8: FastAPI's own 400) is translated too, as `UnreadableBody` (field
+    ``body``), so every API answers it in its own envelope."""
 
     class TranslatingRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -129,7 +134,7 @@ def translating_route(translate: Translate, *, unreadable_bodies: bool = True) -
                 except TRANSLATED as exc:
                     return translate(request, exc)
                 except HTTPException as exc:
-                    if not unreadable_bodies or exc.status_code != 400:
+                    if exc.status_code != 400:
                         raise
                     unreadable = UnreadableBody("is not valid JSON text (UTF-8)", field="body")
                     return translate(request, unreadable)

@@ -4,7 +4,9 @@ An app or plugin built for mem0's server works against memdock by changing its b
 exchanges recorded with mem0's real self-hosted server: ``POST /memories`` ->
 ``{"results": [{"id", "memory", "event", ...}]}``; a missing id on ``GET /memories/{id}``
 answers 200 with ``null``; history is a bare list and survives deletion; errors are ``{"detail": ...}``
-(400 bad input, 401 no or wrong key with ``WWW-Authenticate: Bearer``, 404 missing, 422 malformed body).
+(400 bad input, a body that is not UTF-8 included; 401 no or wrong key with ``WWW-Authenticate: Bearer``;
+403 a scope the key may not touch; 404 missing; 422 malformed body, FastAPI's list). Each route declares
+the statuses it answers (`errors`), so the OpenAPI document lists every one.
 
 As the server does: ``""`` for a scope id means absent; search defaults to ``top_k`` 20 and a threshold of
 0.1 on the semantic score (memdock's score: the clamped cosine), ``top_k: 0`` finds nothing and ``explain:
@@ -36,11 +38,13 @@ from memdock.dify_adapter.server.access import (
     Forbidden,
     MemoryDep,
     Unauthenticated,
+    owned_history,
+    owned_record,
     request_caller,
 )
 from memdock.dify_adapter.server.config import ServerConfig
 from memdock.dify_adapter.server.errors import headers_for, status_of, translating_route, validation_errors
-from memdock.errors import InvalidInput, MemoryNotFound, Unsupported
+from memdock.errors import InvalidInput, MemoryNotFound
 from memdock.filters import Filter, parse_mem0_filter
 from memdock.formats.mem0 import (
     MEM0_SCOPE_FIELDS,
@@ -119,12 +123,35 @@ class Mem0UpdateRequest(BaseModel):
     expiration_date: str | None = None
 
 
+class Mem0Error(BaseModel):
+    """Every error answer of the dialect but a malformed body's: ``{"detail": "<message>"}``."""
+
+    detail: str
+
+
+ERROR_TEXT = {
+    400: "bad input (no scope id, a bad value, a body that is not UTF-8 JSON)",
+    401: "missing or unknown API key (with WWW-Authenticate: Bearer)",
+    403: "the key may not access this scope, or reset is disabled",
+    404: "no such memory in the caller's scope",
+    413: "request body too large",
+    501: "not supported by the backend",
+    502: "the backend refused memdock's credentials",
+    503: "backend unavailable (with Retry-After)",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, each answered as `Mem0Error`."""
+    return {status: {"model": Mem0Error, "description": ERROR_TEXT[status]} for status in statuses}
+
+
 def mem0_server_error(request: Request, exc: Exception) -> Response:
     """mem0's error bodies: ``{"detail": ...}``; request validation keeps FastAPI's detail list."""
     if isinstance(exc, RequestValidationError):
         return JSONResponse({"detail": validation_errors(exc)}, status_code=422)
     status = status_of(exc)
-    if isinstance(exc, InvalidInput):
+    if isinstance(exc, InvalidInput) and status == 422:  # the server answers bad input with 400
         status = 400
     detail = str(exc)
     if isinstance(exc, MemoryNotFound):
@@ -193,21 +220,20 @@ def scope_from(caller: Caller, **ids: str | None) -> Scope:
 
 def visible(memory: Memory, caller: Caller, memory_id: str) -> MemoryRecord | None:
     """The memory with this id if it exists and the caller may see it; otherwise None (never a hint
-    that a memory of another scope exists)."""
+    that a memory of another scope exists: `access.owned_record` treats both alike)."""
     try:
-        record = memory.get(memory_id)
+        return owned_record(memory, caller, memory_id)
     except MemoryNotFound:
         return None
-    return record if caller.may_touch(record.scope) else None
 
 
-router = APIRouter(route_class=translating_route(mem0_server_error, unreadable_bodies=False),
-                   tags=["mem0 server dialect"], dependencies=[Depends(request_caller)])
+router = APIRouter(route_class=translating_route(mem0_server_error), tags=["mem0 server dialect"],
+                   dependencies=[Depends(request_caller)], responses=errors(401, 413, 502, 503))
 """The mem0 server dialect's routes, relative to its mount point (``/mem0`` by default). Route functions
 carry no docstrings: FastAPI would publish them as descriptions in the OpenAPI document."""
 
 
-@router.post("/memories", summary="Add memories (stored verbatim)")
+@router.post("/memories", summary="Add memories (stored verbatim)", responses=errors(400, 403, 501))
 def add(body: Mem0AddRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
     scope = scope_from(caller, user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id)
     if body.memory_type is not None:
@@ -225,7 +251,7 @@ def add(body: Mem0AddRequest, memory: MemoryDep, caller: CallerDep) -> dict[str,
     return {"results": add_result_items(results, inferred=body.infer is not False)}
 
 
-@router.get("/memories", summary="List memories in a scope")
+@router.get("/memories", summary="List memories in a scope", responses=errors(400, 403))
 def list_memories(
     memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
     run_id: str | None = None, top_k: Annotated[int, Query(ge=0, le=MAX_LIMIT)] = DEFAULT_TOP_K,
@@ -235,7 +261,7 @@ def list_memories(
     return {"results": [record_to_item(r) for r in page.items]}
 
 
-@router.delete("/memories", summary="Delete every memory in a scope")
+@router.delete("/memories", summary="Delete every memory in a scope", responses=errors(400, 403))
 def delete_all(
     memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
     run_id: str | None = None,
@@ -245,21 +271,19 @@ def delete_all(
     return {"message": "All relevant memories deleted"}
 
 
-@router.get("/memories/{memory_id}", summary="Get one memory (null when missing)")
+@router.get("/memories/{memory_id}", summary="Get one memory (null when missing)", responses=errors(400))
 def get(memory_id: str, memory: MemoryDep, caller: CallerDep) -> Any:
     record = visible(memory, caller, memory_id)
     return None if record is None else {**record_to_item(record), "score": None}
 
 
-@router.put("/memories/{memory_id}", summary="Update a memory's text and/or metadata")
+@router.put("/memories/{memory_id}", summary="Update a memory's text and/or metadata", responses=errors(400, 404))
 def update(memory_id: str, body: Mem0UpdateRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
     if body.text is None and body.metadata is None and body.expiration_date is None:
         raise InvalidInput("At least one of text, metadata, or expiration_date must be provided.", field="body")
     if body.expiration_date is not None:
-        raise Unsupported("memdock cannot change the expiration_date of a stored memory")
-    record = visible(memory, caller, memory_id)
-    if record is None:
-        raise MemoryNotFound(memory_id)
+        raise InvalidInput("memdock cannot change the expiration_date of a stored memory", field="expiration_date")
+    record = owned_record(memory, caller, memory_id)
     given, removed = without_removed_keys(without_marker(body.metadata)[0])
     merged = None if given is None else {  # the server merges (the role stays); keys the mem0 backend lists go
         k: v for k, v in {**record.metadata, **given}.items() if k not in removed}
@@ -267,27 +291,24 @@ def update(memory_id: str, body: Mem0UpdateRequest, memory: MemoryDep, caller: C
     return {"message": "Memory updated successfully!"}
 
 
-@router.delete("/memories/{memory_id}", summary="Delete one memory")
+@router.delete("/memories/{memory_id}", summary="Delete one memory", responses=errors(400, 404))
 def delete(memory_id: str, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
-    record = visible(memory, caller, memory_id)
-    if record is None:
-        raise MemoryNotFound(memory_id)
+    record = owned_record(memory, caller, memory_id)
     memory.delete(record.id, scope=record.scope)
     return {"message": "Memory deleted successfully"}
 
 
-@router.get("/memories/{memory_id}/history", summary="A memory's history (a bare list; [] when unknown)")
+@router.get("/memories/{memory_id}/history", summary="A memory's history (a bare list; [] when unknown)",
+            responses=errors(400, 501))
 def history(memory_id: str, memory: MemoryDep, caller: CallerDep) -> list[dict[str, Any]]:
     try:
-        events = memory.history(memory_id)
+        events = owned_history(memory, caller, memory_id)
     except MemoryNotFound:
-        return []
-    if not all(caller.may_touch(e.scope) for e in events):
         return []
     return [event_to_history_entry(e) for e in events]
 
 
-@router.post("/search", summary="Search memories (scope ids inside filters)")
+@router.post("/search", summary="Search memories (scope ids inside filters)", responses=errors(400, 403, 501))
 def search(body: Mem0SearchRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
     scope, where = split_filters(body.filters, {"user_id": body.user_id, "agent_id": body.agent_id,
                                                 "run_id": body.run_id})
@@ -314,7 +335,8 @@ def search_item(record: MemoryRecord, score: float, explain_threshold: float | N
     return item
 
 
-@router.post("/reset", summary="Delete every memory (only with --allow-reset and an unrestricted key)")
+@router.post("/reset", summary="Delete every memory (only with --allow-reset and an unrestricted key)",
+             responses=errors(403, 501))
 def reset(config: ConfigDep, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
     require_reset_allowed(config, caller)
     memory.reset()

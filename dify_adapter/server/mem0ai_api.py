@@ -52,10 +52,12 @@ from memdock.dify_adapter.server.access import (
     ConfigDep,
     MemoryDep,
     Unauthenticated,
+    owned_history,
+    owned_record,
     request_caller,
 )
-from memdock.dify_adapter.server.errors import status_of, translating_route, validation_errors
-from memdock.dify_adapter.server.mem0_server import require_reset_allowed, visible
+from memdock.dify_adapter.server.errors import UnreadableBody, status_of, translating_route, validation_errors
+from memdock.dify_adapter.server.mem0_server import require_reset_allowed
 from memdock.errors import InvalidInput, MemoryNotFound
 from memdock.filters import coerce_filter, parse_filter_text
 from memdock.formats.mem0ai_api import mem0ai_api_history, mem0ai_api_item, mem0ai_api_store_results
@@ -66,8 +68,8 @@ from memdock.validation import MAX_LIMIT, make_scope
 DEFAULT_LIMIT = 100
 NO_SCOPE = ("at least one of user_id, agent_id, run_id is required (memdock never stores, searches, lists or "
             "deletes across every user)")
-ERROR_NAMES = {403: "Forbidden", 422: "ValueError", 501: "NotSupported", 502: "UpstreamAuthError",
-               503: "BackendUnavailable"}
+ERROR_NAMES = {403: "Forbidden", 413: "BodyTooLarge", 422: "ValueError", 501: "NotSupported",
+               502: "UpstreamAuthError", 503: "BackendUnavailable"}
 """tonori's ``error`` names by status (it names errors after their Python exception: ``ValueError`` for bad
 input); a status not listed uses the memdock exception's class name."""
 UNAUTHORIZED = {"code": 401, "error": "Unauthorized_Error", "message": "Unauthorized"}
@@ -115,6 +117,44 @@ def ok(data: Any = None) -> dict[str, Any]:
     return {"code": 0, "data": data}
 
 
+class Mem0aiApiError(BaseModel):
+    """tonori's error envelope, answered with HTTP status ``code``."""
+
+    code: int
+    error: str
+    message: str
+
+
+class Mem0aiApiDetail(BaseModel):
+    """A missing memory: ``{"detail": "Memory <id> not found"}``."""
+
+    detail: str
+
+
+class ValidationDetail(BaseModel):
+    """FastAPI's answer to a malformed request: ``{"detail": [{"loc", "msg", "type", ...}]}``."""
+
+    detail: list[dict[str, Any]]
+
+
+ERROR_MODELS: dict[int, tuple[Any, str]] = {
+    403: (Mem0aiApiError, "the key may not access this scope, or reset is disabled"),
+    404: (Mem0aiApiDetail, "no such memory in the caller's scope (or it was deleted)"),
+    413: (Mem0aiApiError, "request body too large"),
+    422: (ValidationDetail | Mem0aiApiError, "a malformed request (FastAPI's detail list), or input memdock refuses "
+          "(the envelope: no scope id, a bad limit or filter, a body that is not UTF-8 JSON)"),
+    501: (Mem0aiApiError, "not supported by the backend"),
+    502: (Mem0aiApiError, "the backend refused memdock's credentials"),
+    503: (Mem0aiApiError, "backend unavailable"),
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, each with the body the dialect answers it with."""
+    return {status: {"model": ERROR_MODELS[status][0], "description": ERROR_MODELS[status][1]}
+            for status in statuses}
+
+
 def mem0ai_api_error(request: Request, exc: Exception) -> Response:
     """tonori's answers to failures: the HTTP-200 ``code: 401`` for auth, FastAPI's 422 ``detail`` list for a
     malformed request, 404 ``{"detail": "Memory <id> not found"}`` for a missing id, and the envelope
@@ -125,13 +165,18 @@ def mem0ai_api_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"detail": validation_errors(exc)}, status_code=422)
     if isinstance(exc, MemoryNotFound):
         return JSONResponse({"detail": f"Memory {exc.memory_id} not found"}, status_code=404)
-    status = status_of(exc)
+    status = 422 if isinstance(exc, UnreadableBody) else status_of(exc)
     body = {"code": status, "error": ERROR_NAMES.get(status, type(exc).__name__), "message": str(exc)}
     return JSONResponse(body, status_code=status)
 
 
-router = APIRouter(route_class=translating_route(mem0ai_api_error, unreadable_bodies=False),
-                   tags=["mem0ai-api dialect"], dependencies=[Depends(request_caller)])
+SUCCESS: dict[int | str, dict[str, Any]] = {200: {"description": (
+    'success: {"code": 0, "data": ...}; a missing or wrong key also answers HTTP 200, with {"code": 401, '
+    '"error": "Unauthorized_Error", "message": "Unauthorized"}')}}
+"""The success answer as the OpenAPI document describes it (tonori answers auth failures with HTTP 200)."""
+
+router = APIRouter(route_class=translating_route(mem0ai_api_error), tags=["mem0ai-api dialect"],
+                   dependencies=[Depends(request_caller)], responses={**SUCCESS, **errors(413, 502, 503)})
 """The mem0ai-api dialect's routes, relative to its mount point (``/mem0ai-api`` by default). Route
 functions carry no docstrings: FastAPI would publish them as descriptions in the OpenAPI document."""
 
@@ -163,9 +208,10 @@ def limit_of(value: int | float | str | None, field: str = "limit") -> int:
 
 def not_deleted(memory: Memory, caller: Caller, memory_id: str) -> list[Any]:
     """The history of a memory the caller may see that still exists; `MemoryNotFound` otherwise (tonori
-    answers 404 once a memory is deleted, and memdock never hints at another scope's memory)."""
-    events = memory.history(memory_id)
-    if not events or events[-1].event is EventKind.DELETE or not all(caller.may_touch(e.scope) for e in events):
+    answers 404 once a memory is deleted, and memdock never hints at another scope's memory:
+    `access.owned_history` answers a foreign id exactly as a missing one)."""
+    events = owned_history(memory, caller, memory_id)
+    if not events or events[-1].event is EventKind.DELETE:
         raise MemoryNotFound(memory_id)
     return events
 
@@ -175,7 +221,7 @@ def authorized() -> dict[str, Any]:
     return ok()
 
 
-@router.post("/store", summary="Store a memory (verbatim: memdock calls no LLM)")
+@router.post("/store", summary="Store a memory (verbatim: memdock calls no LLM)", responses=errors(403, 422))
 def store(body: StoreRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
     scope = required_scope(caller, user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id)
     results = memory.add(body.data, scope=scope, metadata=body.metadata)
@@ -190,13 +236,14 @@ def run_search(query: str, ids: dict[str, str | None], limit: int, filters: Any,
     return ok([mem0ai_api_item(h.record, score=h.score) for h in hits])
 
 
-@router.post("/search", summary="Search memories (JSON body)")
+@router.post("/search", summary="Search memories (JSON body)", responses=errors(403, 422, 501))
 def search(body: Mem0aiApiSearchRequest, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
     ids = {"user_id": body.user_id, "agent_id": body.agent_id, "run_id": body.run_id}
     return run_search(body.query, ids, limit_of(body.limit), body.filters, memory, caller)
 
 
-@router.get("/search", summary="Search memories (query string, as the plugin's older revision calls it)")
+@router.get("/search", summary="Search memories (query string, as the plugin's older revision calls it)",
+            responses=errors(403, 422, 501))
 def search_get(
     memory: MemoryDep, caller: CallerDep, query: str, user_id: str | None = None, agent_id: str | None = None,
     run_id: str | None = None, limit: str | None = None, filters: str | None = None,
@@ -206,7 +253,7 @@ def search_get(
     return run_search(query, ids, limit_of(limit), parsed, memory, caller)
 
 
-@router.get("/retrieve", summary="List the memories of a scope")
+@router.get("/retrieve", summary="List the memories of a scope", responses=errors(403, 422))
 def retrieve(
     memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
     run_id: str | None = None, limit: str | None = None,
@@ -216,12 +263,13 @@ def retrieve(
     return ok([mem0ai_api_item(r) for r in page.items])
 
 
-@router.get("/retrieve/{memory_id}", summary="A memory's history")
+@router.get("/retrieve/{memory_id}", summary="A memory's history", responses=errors(404, 422, 501))
 def history(memory_id: str, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
     return ok(mem0ai_api_history(not_deleted(memory, caller, memory_id)))
 
 
-@router.put("/update/{memory_id}", summary="Update a memory's text (and, as an extension, its metadata)")
+@router.put("/update/{memory_id}", summary="Update a memory's text (and, as an extension, its metadata)",
+            responses=errors(404, 422))
 async def update(memory_id: str, request: Request, memory: MemoryDep, caller: CallerDep,
                  data: str | None = None) -> dict[str, Any]:
     metadata = await _metadata_extension(request)
@@ -230,25 +278,21 @@ async def update(memory_id: str, request: Request, memory: MemoryDep, caller: Ca
                                        "input": None}])
 
     def change() -> None:
-        record = visible(memory, caller, memory_id)
-        if record is None:
-            raise MemoryNotFound(memory_id)
+        record = owned_record(memory, caller, memory_id)
         memory.update(record.id, text=data, metadata=metadata, scope=record.scope)
 
     await run_in_threadpool(change)
     return ok()
 
 
-@router.delete("/delete/{memory_id}", summary="Delete a memory")
+@router.delete("/delete/{memory_id}", summary="Delete a memory", responses=errors(404, 422))
 def delete(memory_id: str, memory: MemoryDep, caller: CallerDep) -> dict[str, Any]:
-    record = visible(memory, caller, memory_id)
-    if record is None:
-        raise MemoryNotFound(memory_id)
+    record = owned_record(memory, caller, memory_id)
     memory.delete(record.id, scope=record.scope)
     return ok()
 
 
-@router.delete("/delete-all", summary="Delete every memory of a scope")
+@router.delete("/delete-all", summary="Delete every memory of a scope", responses=errors(403, 422))
 def delete_all(
     memory: MemoryDep, caller: CallerDep, user_id: str | None = None, agent_id: str | None = None,
     run_id: str | None = None,
@@ -257,7 +301,8 @@ def delete_all(
     return ok()
 
 
-@router.delete("/reset-all", status_code=204, summary="Delete every memory of every scope (opt-in)")
+@router.delete("/reset-all", status_code=204, summary="Delete every memory of every scope (opt-in)",
+               responses=errors(403, 501))
 def reset_all(config: ConfigDep, memory: MemoryDep, caller: CallerDep) -> Response:
     require_reset_allowed(config, caller)
     memory.reset()

@@ -1,6 +1,10 @@
 """One ASGI middleware for every request: a request id (``X-Request-ID``, echoed or made), a body size
 limit (413 before the app reads too much), and one structured access-log line per request.
 
+The 413 is answered by `too_large`, which the app gives (each API's own error envelope, chosen by path);
+a body that turns out too large while the app reads it raises `BodyOverLimit` (an HTTP 413) into the app,
+whose exception handler answers it the same way.
+
 The access log (logger ``memdock.access``, one JSON object per line) holds the request id, method, path
 WITHOUT the query string, status, duration and the API key's label. It never holds a key, a query
 string, a header or a body, so neither secrets nor memory text reach the logs.
@@ -13,28 +17,41 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+TooLarge = Callable[[Scope, int], Response]
+"""The answer to a request (its ASGI scope) whose body exceeds the limit (the second argument, in bytes)."""
 
 access_log = logging.getLogger("memdock.access")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-class BodyTooLarge(HTTPException):
+class BodyOverLimit(HTTPException):
     """The request body exceeded the limit while it was being read (an HTTP 413, however it surfaces)."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(status_code=413, detail=f"request body exceeds {limit} bytes")
+        self.limit = limit
+
+
+def plain_too_large(scope: Scope, limit: int) -> Response:
+    """The default 413: ``{"error": {"type": "BodyTooLarge", "message"}}``."""
+    return JSONResponse({"error": {"type": "BodyTooLarge", "message": f"request body exceeds {limit} bytes"}},
+                        status_code=413)
 
 
 class RequestContextMiddleware:
     """Request ids, body limits and access logs (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, too_large: TooLarge = plain_too_large) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.too_large = too_large
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,11 +77,11 @@ class RequestContextMiddleware:
             declared = 0
         try:
             if declared > self.max_body_bytes:
-                await _too_large(send_with_id, self.max_body_bytes)
+                await self.too_large(scope, self.max_body_bytes)(scope, receive, send_with_id)
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
-        except BodyTooLarge:
-            await _too_large(send_with_id, self.max_body_bytes)
+        except BodyOverLimit:  # raised past the app's own handler (no response was started)
+            await self.too_large(scope, self.max_body_bytes)(scope, receive, send_with_id)
         finally:
             _log(scope, request_id, status["code"], started)
 
@@ -76,17 +93,10 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 seen["bytes"] += len(message.get("body", b""))
                 if seen["bytes"] > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
+                    raise BodyOverLimit(self.max_body_bytes)
             return message
 
         return limited
-
-
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"error": {"type": "BodyTooLarge", "message": f"request body exceeds {limit} bytes"}}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _log(scope: Scope, request_id: str, status: int, started: float) -> None:

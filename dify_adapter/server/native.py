@@ -25,7 +25,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from memdock.capabilities import Capability
-from memdock.dify_adapter.server.access import Caller, CallerDep, ConfigDep, Forbidden, MemoryDep, request_caller
+from memdock.dify_adapter.server.access import (
+    Caller,
+    CallerDep,
+    ConfigDep,
+    Forbidden,
+    MemoryDep,
+    owned_history,
+    owned_record,
+    request_caller,
+)
 from memdock.dify_adapter.server.errors import native_error, translating_route
 from memdock.errors import BackendUnavailable, InvalidInput, MemdockError, MemoryNotFound, Unsupported
 from memdock.filters import parse_filter_text
@@ -319,11 +328,9 @@ def _optional_scope(ids: ScopeIds) -> Scope | None:
 
 
 def _owned(memory: Memory, memory_id: str, ids: ScopeIds, caller: Caller) -> MemoryRecord:
-    """The memory, if it lies in the requested scope (when given) and the caller may see it."""
-    record = memory.get(memory_id, scope=_optional_scope(ids))
-    if not caller.may_touch(record.scope):
-        raise MemoryNotFound(memory_id)
-    return record
+    """The memory, if it lies in the requested scope (when given) and the caller may see it (a foreign id is
+    answered as a missing one, by the same path: `access.owned_record`)."""
+    return owned_record(memory, caller, memory_id, _optional_scope(ids))
 
 
 # -- routes ------------------------------------------------------------------------------------------------
@@ -388,10 +395,7 @@ def delete(memory_id: str, memory: MemoryDep, caller: CallerDep, ids: ScopeDep) 
 
 @router.get("/memories/{memory_id}/history", response_model=HistoryResponse, summary="A memory's events")
 def history(memory_id: str, memory: MemoryDep, caller: CallerDep, ids: ScopeDep) -> HistoryResponse:
-    events = memory.history(memory_id, scope=_optional_scope(ids))
-    if not all(caller.may_touch(e.scope) for e in events):
-        raise MemoryNotFound(memory_id)
-    return HistoryResponse(events=events)
+    return HistoryResponse(events=owned_history(memory, caller, memory_id, _optional_scope(ids)))
 
 
 @router.get("/info", response_model=InfoResponse, summary="The server's backend: its capabilities and embedder")

@@ -31,6 +31,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     folder = tmp_path_factory.mktemp("retrieval")
     (folder / "knowledge.json").write_text(json.dumps({
         "support-kb": {"scope": {"agent_id": "support"}, "filter": {"lang": "en"}},
+        "ops-by-vector": {"scope": {"user_id": "kb-ops"}, "mode": "vector"},
+        "ops-by-keyword": {"scope": {"user_id": "kb-ops"}, "mode": "keyword"},
     }))
     (folder / "keys.json").write_text(json.dumps([{"name": "kb", "key": KB_KEY, "knowledge_ids": ["support-kb"]}]))
     url = fresh_backend_url(request.param, folder, "retrieval")
@@ -83,8 +85,23 @@ def test_records_have_content_score_title_and_an_object_metadata(server: Memdock
 
 def test_top_k_and_score_threshold(server: MemdockTestClient) -> None:
     assert len(retrieve(server, request(top_k=2)).json()["records"]) == 2
-    strict = retrieve(server, request(query="alpha doc", threshold=0.99)).json()["records"]
+    ranked = retrieve(server, request(query="alpha doc")).json()["records"]
+    assert ranked[0]["content"] == "alpha doc" and ranked[1]["score"] < ranked[0]["score"]
+    strict = retrieve(server, request(query="alpha doc", threshold=ranked[0]["score"])).json()["records"]
     assert [r["content"] for r in strict] == ["alpha doc"]
+
+
+def test_a_knowledge_id_can_pin_the_search_mode(server: MemdockTestClient) -> None:
+    """The knowledge map's ``mode``: in vector mode an identical text scores 1 (the cosine), in keyword mode
+    only texts holding a query word are records."""
+    by_vector = retrieve(server, request("ops-by-vector", query="alpha doc", threshold=0.99)).json()["records"]
+    assert [(r["content"], round(r["score"], 6)) for r in by_vector] == [("alpha doc", 1.0)]
+    answer = retrieve(server, request("ops-by-keyword", query="gamma"))
+    if answer.status_code == 200:  # a backend with keyword search
+        [record] = answer.json()["records"]
+        assert record["content"] == "gamma doc" and 0.0 < record["score"] < 1.0
+    else:  # a vector-only backend refuses the mode: Dify sees its bad-request answer, not records
+        assert answer.status_code == 400 and "keyword search" in answer.json()["error_msg"], answer.text
 
 
 def test_metadata_condition_absent_or_null_means_no_filter(server: MemdockTestClient) -> None:

@@ -265,7 +265,7 @@ def test_a_slow_backend_call_does_not_block_other_requests() -> None:
     with memdock_app_server(memory) as base:
         slow: dict[str, httpx.Response] = {}
         worker = threading.Thread(target=lambda: slow.update(
-            r=httpx.post(f"{base}/v1/search", json={"query": "fact", "user_id": "u1"}, timeout=60)))
+            r=httpx.post(f"{base}/v1/search", json={"query": "fact", "user_id": "u1", "mode": "vector"}, timeout=60)))
         worker.start()
         try:
             assert SlowSearchBackend.entered.wait(timeout=30)
