@@ -74,10 +74,12 @@ class MemdockSystem(System):
         self.by_table.add([{"role": "user", "content": item.text} for item in items], user_id=items[0].user_id)
 
     def search_vector(self, text: str, vector: Sequence[float], field: str, value: str) -> list[str]:
-        return [hit.record.id for hit in self.by_table.search(text, scope=Scope(**{field: value}), limit=10)]
+        return [hit.record.id for hit in self.by_table.search(text, scope=Scope(**{field: value}), limit=10,
+                                                              mode="vector")]
 
     def search_text(self, text: str, field: str, value: str) -> list[str]:
-        return [hit.record.id for hit in self.by_text.search(text, scope=Scope(**{field: value}), limit=10)]
+        return [hit.record.id for hit in self.by_text.search(text, scope=Scope(**{field: value}), limit=10,
+                                                             mode="vector")]
 
     def close(self) -> None:
         self.by_table.close()

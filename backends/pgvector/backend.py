@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 CAPABILITIES = frozenset({
     Capability.FILTER_EQUALITY, Capability.FILTER_RANGE, Capability.CONTAINS, Capability.HISTORY,
     Capability.TTL, Capability.PERSISTENCE, Capability.NESTED_METADATA, Capability.CONCURRENT_WRITES,
-    Capability.UPDATE, Capability.HISTORY_AFTER_DELETE,
+    Capability.UPDATE, Capability.HISTORY_AFTER_DELETE, Capability.KEYWORD_SEARCH,
 })
 SSL_MODES = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
@@ -75,6 +75,10 @@ class PgvectorBackend(Backend):
         ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW search width (raised to the limit)")
         iterative_scan: Literal["relaxed_order", "strict_order", "off"] = "relaxed_order"
         max_scan_tuples: int = Field(default=20000, ge=1, description="iterative scan budget (hnsw.max_scan_tuples)")
+        text_search: str = Field(
+            default="memdock", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+            description="keyword terms: 'memdock' (memdock's multilingual terms, the reference's ranking) or a"
+                        " PostgreSQL text search configuration ('english', 'german', 'simple', ...)")
 
         @classmethod
         def from_url(cls, url: BackendURL) -> Self:
@@ -163,6 +167,18 @@ class PgvectorBackend(Backend):
     ) -> builtins.list[SearchHit]:
         """Nearest records by cosine, re-ranked exactly."""
         return self._store.search(vector, text, scope, where, limit)
+
+    def keyword_search(self, text: str, scope: Scope, where: Filter | None, limit: int) -> builtins.list[SearchHit]:
+        """BM25 over the scope's matching live records, computed in one statement (with ``text_search=memdock``
+        the reference's exact ranking and scores)."""
+        return self._store.keyword_search(text, scope, where, limit)
+
+    def hybrid_search(
+        self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
+    ) -> builtins.list[SearchHit]:
+        """Cosine and keyword scores fused in one statement, over the vector top `limit` and every keyword
+        match (the ranking of every candidate, see `memdock.backends.pgvector.keyword`)."""
+        return self._store.hybrid_search(vector, text, scope, where, limit)
 
     def list(self, scope: Scope, where: Filter | None, limit: int, cursor: str | None) -> Page:
         """A keyset page ordered by (created_at, id)."""

@@ -13,9 +13,12 @@
 - Search: ``ORDER BY embedding <=> q`` with ``hnsw.iterative_scan`` and an ``hnsw.ef_search`` raised to
   the limit, so scoped and filtered searches return as many hits as exist (pgvector otherwise filters
   after the index scan and returns too few); the hits are re-ranked exactly.
-- Writes: a batch and its history events are one statement, all or nothing; the unique (scope, hash)
-  index makes dedup atomic across processes (`WriteConflict` when another writer got there first). Every
-  other driver error becomes `BackendUnavailable` naming the server without its password.
+- Keyword and hybrid search: one statement each, BM25 over the scope's candidates and the fusion computed
+  in SQL (`memdock.backends.pgvector.keyword`); the statement text is composed once per scope/filter shape.
+- Writes: a batch and its history events are one statement, all or nothing (each row with its keyword
+  terms); the unique (scope, hash) index makes dedup atomic across processes (`WriteConflict` when
+  another writer got there first). Every other driver error becomes `BackendUnavailable` naming the
+  server without its password.
 """
 
 from __future__ import annotations
@@ -39,6 +42,20 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from memdock.backends.pgvector.keyword import (
+    MEMDOCK,
+    TERM_COLUMNS,
+    RankingParts,
+    document_terms,
+    hybrid_hits,
+    hybrid_statement,
+    keyword_hits,
+    keyword_score,
+    keyword_statement,
+    ranking_parts,
+    stored_terms_sql,
+    vector_score,
+)
 from memdock.backends.pgvector.schema import Namespace, setup
 from memdock.backends.pgvector.sql import Bound, compile_filter, needs_python, ordering_fields, params_of
 from memdock.embedding import Embedder
@@ -74,6 +91,9 @@ class _SharedPool:
 
 _pools: dict[tuple[str, int, int], _SharedPool] = {}
 _pools_lock = threading.Lock()
+
+STATEMENT_CACHE_SIZE = 256
+"""Keyword and hybrid statement texts a store keeps (by mode, query kind and scope/filter SQL)."""
 
 IDLE_CHECK_SECONDS = 5.0
 """A connection idle for longer than this is checked with a round trip when it leaves the pool."""
@@ -157,7 +177,9 @@ class PgvectorStore:
         self.now = now
         self._settings = settings
         self._where = settings.location()
-        self._ns = Namespace(settings.table, embedder.dimension, settings.hnsw_m, settings.hnsw_ef_construction)
+        self._ns = Namespace(settings.table, embedder.dimension, settings.hnsw_m, settings.hnsw_ef_construction,
+                             settings.text_search)
+        self._text_search = settings.text_search
         self._table = sql.Identifier(settings.table)
         self._history_table = sql.Identifier(settings.table + "_history")
         try:
@@ -167,6 +189,7 @@ class PgvectorStore:
             raise
         except (psycopg.Error, OSError) as exc:
             raise BackendUnavailable(f"pgvector at {self._where}: {type(exc).__name__}: {_first_line(exc)}") from None
+        self._statements: dict[tuple[bool, str, bytes], bytes] = {}  # see `_rank`
         self._pool_key, self._pool = _acquire_pool(settings)
         self._closed = False
 
@@ -182,6 +205,9 @@ class PgvectorStore:
                 yield conn
         except MemdockError:
             raise
+        except psycopg.errors.ProgramLimitExceeded as exc:  # a text too long for PostgreSQL's own tsvector
+            raise InvalidInput(f"too long for this table's full-text index (text_search={self._text_search}):"
+                               f" {_first_line(exc)}", field="text") from None
         except psycopg.errors.UniqueViolation:
             raise WriteConflict(
                 f"pgvector at {self._where}: another writer stored the same text in this scope (or a record with"
@@ -260,18 +286,25 @@ class PgvectorStore:
             return
         if any(r.vector is None for r in records):
             raise InvalidInput("records need vectors", field="vector")
-        columns = list(zip(*(_row(r) for r in records), strict=True))
+        memdock_terms = self._text_search == MEMDOCK
+        rows = [_row(r) + (_term_values(r.text) if memdock_terms else []) for r in records]
+        columns = list(zip(*rows, strict=True))
+        kinds = _COLUMN_TYPES + (_TERM_TYPES if memdock_terms else ())
         incoming = sql.SQL("SELECT * FROM unnest({})").format(sql.SQL(", ").join(
-            sql.SQL("%s::{}[]").format(sql.SQL(kind)) for kind in _COLUMN_TYPES))
+            sql.SQL("%s::{}[]").format(sql.SQL(kind)) for kind in kinds))
+        given = [*COLUMNS, "embedding", *(_TERM_INPUTS if memdock_terms else ())]
+        stored = sql.SQL(", ").join([*map(sql.Identifier, [*COLUMNS, "embedding"]),
+                                     *stored_terms_sql(self._text_search, sql.Identifier("text"), sql.SQL(""))])
         statement = sql.SQL(
-            "WITH incoming ({columns}) AS MATERIALIZED ({incoming}),"
+            "WITH incoming ({given}) AS MATERIALIZED ({incoming}),"
             " expired AS (DELETE FROM {t} WHERE expires_at <= %s AND (COALESCE(user_id, ''), COALESCE(agent_id, ''),"
             " COALESCE(run_id, ''), COALESCE(app_id, ''), hash) IN (SELECT COALESCE(user_id, ''),"
             " COALESCE(agent_id, ''), COALESCE(run_id, ''), COALESCE(app_id, ''), hash FROM incoming) RETURNING 1),"
             # the scalar subquery runs the DELETE to completion before the first row is inserted
-            " stored AS (INSERT INTO {t} ({columns}) SELECT * FROM incoming WHERE (SELECT count(*) FROM expired) >= 0"
-            " RETURNING 1) "
-        ).format(columns=sql.SQL(", ").join(map(sql.Identifier, [*COLUMNS, "embedding"])), incoming=incoming,
+            " stored AS (INSERT INTO {t} ({columns}) SELECT {stored} FROM incoming"
+            " WHERE (SELECT count(*) FROM expired) >= 0 RETURNING 1) "
+        ).format(columns=sql.SQL(", ").join(map(sql.Identifier, [*COLUMNS, "embedding", *TERM_COLUMNS])),
+                 given=sql.SQL(", ").join(map(sql.Identifier, given)), incoming=incoming, stored=stored,
                  t=self._table)
         params: list[Any] = [*(list(column) for column in columns), self.now()]
         if events:
@@ -291,12 +324,23 @@ class PgvectorStore:
         """Replace text, metadata, hash, times and vector; another memory holding the new text in the same
         scope makes it `InvalidInput` (field ``text``)."""
         with self._connection() as conn:
+            source: sql.Composable
+            if self._text_search == MEMDOCK:
+                terms = stored_terms_sql(MEMDOCK, sql.SQL(""), sql.SQL("u."))
+                source = Bound(sql.SQL(" FROM (SELECT %s::text AS lexemes, %s::jsonb AS term_freqs,"
+                                       " %s::integer AS terms_length) u"), _term_values(record.text))
+            else:
+                terms = stored_terms_sql(self._text_search, sql.SQL("%s::text"), sql.SQL(""))
+                source = sql.SQL("")
+            statement = sql.SQL(
+                "UPDATE {} SET text = %s, metadata = %s, hash = %s, updated_at = %s, expires_at = %s,"
+                " embedding = %s, terms = {}, term_freqs = {}, terms_length = {}{} WHERE id = %s"
+            ).format(self._table, *terms, source)
+            params = [record.text, _jsonb(record.metadata), record.hash, record.updated_at, record.expires_at,
+                      _vector(record.vector),
+                      *([] if self._text_search == MEMDOCK else [record.text] * 3), *params_of(source), record.id]
             try:
-                conn.execute(sql.SQL(
-                    "UPDATE {} SET text = %s, metadata = %s, hash = %s, updated_at = %s, expires_at = %s,"
-                    " embedding = %s WHERE id = %s"
-                ).format(self._table), [record.text, _jsonb(record.metadata), record.hash, record.updated_at,
-                                        record.expires_at, _vector(record.vector), record.id])
+                conn.execute(statement, params)
             except psycopg.errors.UniqueViolation:
                 raise InvalidInput("another memory in this scope already holds this text", field="text") from None
 
@@ -365,6 +409,63 @@ class PgvectorStore:
             rows = conn.execute(query, [query_vector, *where_params, query_vector, limit]).fetchall()
         hits = [SearchHit(record=_record(row[:-1]), score=_score(row[-1])) for row in rows]
         return sorted(hits, key=lambda h: (-h.score, h.record.id))
+
+    def _ranking_clauses(self, conn: psycopg.Connection[Any], scope: Scope,
+                         where: Filter | None) -> list[sql.Composable]:
+        """The candidates' conditions: scope, liveness and the filter in SQL; for a filter SQL cannot
+        evaluate (``icontains``), the ids of the scope's records the reference evaluator keeps (one more
+        statement)."""
+        clauses = self._where_clause(conn, scope, where)
+        if clauses is not None:
+            return clauses
+        assert where is not None
+        ids = [r.id for r in self._python_filtered(conn, scope, where)]
+        return [Bound(sql.SQL("id = ANY(%s)"), [ids]), *self._scope_clause(scope)]
+
+    def _rank(self, conn: psycopg.Connection[Any], clauses: list[sql.Composable], parts: RankingParts,
+              vector: Any, limit: int) -> builtins.list[Any]:
+        """Run the keyword statement (`vector` None) or the hybrid one. Its text depends only on the mode, the
+        kind of query and the scope and filter's SQL, so it is composed once per such key (composing the
+        long statement costs more than running it on a scope of a hundred) and reused, a prepared
+        statement for psycopg after a few runs; the parameters travel apart, in the statement's order."""
+        where = sql.SQL(" AND ").join(clauses)
+        key = (vector is None, parts.kind, where.as_bytes(conn))
+        text = self._statements.get(key)
+        if text is None:
+            statement = (keyword_statement(self._table, clauses, COLUMNS, parts, limit) if vector is None
+                         else hybrid_statement(self._table, clauses, COLUMNS, parts, vector, limit))
+            text = statement.as_bytes(conn)
+            if len(self._statements) >= STATEMENT_CACHE_SIZE:
+                self._statements.clear()
+            self._statements[key] = text
+        params = [*parts.params, *([] if vector is None else [vector]), *params_of(where), limit]
+        return conn.execute(text, params).fetchall()
+
+    def keyword_search(self, text: str, scope: Scope, where: Filter | None, limit: int) -> list[SearchHit]:
+        """BM25 over the live records of `scope` matching `where`, with their statistics, in one statement
+        (`memdock.backends.pgvector.keyword`); records sharing no term are not hits."""
+        parts = ranking_parts(self._text_search, text)
+        if parts.empty:
+            return []
+        with self._connection() as conn:
+            clauses = self._ranking_clauses(conn, scope, where)
+            rows = self._rank(conn, clauses, parts, None, limit)
+        scored = [(_record(row[:-2]), keyword_score(row[-2], row[-1])) for row in rows]
+        return keyword_hits([(record, score) for record, score in scored if score is not None], limit)
+
+    def hybrid_search(
+        self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
+    ) -> list[SearchHit]:
+        """Every candidate's cosine and keyword score, fused, in one statement
+        (`memdock.backends.pgvector.keyword`)."""
+        if vector is None:
+            raise InvalidInput("the pgvector backend needs a query vector", field="vector")
+        parts = ranking_parts(self._text_search, text)
+        with self._connection() as conn:
+            clauses = self._ranking_clauses(conn, scope, where)
+            rows = self._rank(conn, clauses, parts, _vector(vector), limit)
+        return hybrid_hits([(_record(row[:-3]), vector_score(row[-3]), keyword_score(row[-2], row[-1]))
+                            for row in rows], limit)
 
     def list(self, scope: Scope, where: Filter | None, limit: int, cursor: str | None) -> Page:
         """A keyset page ordered by (created_at, id)."""
@@ -507,5 +608,18 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _score(distance: Any) -> float:
+    """The vector score of a cosine distance; a zero vector (NaN distance) scores as cosine 0, as in
+    `memdock.scoring.rank_by_cosine`."""
     value = float(distance)
-    return 0.5 if math.isnan(value) else cosine_distance_to_score(value)
+    return 0.0 if math.isnan(value) else cosine_distance_to_score(value)
+
+
+_TERM_TYPES = ("text", "jsonb", "integer")
+"""SQL types of `_TERM_INPUTS`, the ``memdock`` terms a write sends."""
+_TERM_INPUTS = ("lexemes", "term_freqs", "terms_length")
+
+
+def _term_values(text: str) -> list[Any]:
+    """The ``memdock`` terms of `text` as the parameters `_TERM_INPUTS` of a write."""
+    terms = document_terms(text)
+    return [terms.lexemes, terms.freqs_json(), terms.length]

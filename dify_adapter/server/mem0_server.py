@@ -319,7 +319,9 @@ def search(body: Mem0SearchRequest, memory: MemoryDep, caller: CallerDep) -> dic
     scope = caller.require(scope)
     if top_k == 0:
         return {"results": []}
-    hits = memory.search(body.query, scope=scope, filter=where, limit=min(top_k, MAX_LIMIT), threshold=threshold)
+    # vector mode: this API's score (and threshold) is the semantic one (docs/server.md, docs/retrieval.md)
+    hits = memory.search(body.query, scope=scope, filter=where, limit=min(top_k, MAX_LIMIT), threshold=threshold,
+                         mode="vector")
     return {"results": [search_item(h.record, h.score, threshold if body.explain else None) for h in hits]}
 
 

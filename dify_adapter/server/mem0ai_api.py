@@ -232,7 +232,8 @@ def run_search(query: str, ids: dict[str, str | None], limit: int, filters: Any,
                caller: Caller) -> dict[str, Any]:
     """Both ``/search`` routes: the scope's best `limit` hits in the success envelope (a bare list)."""
     scope = required_scope(caller, **ids)
-    hits = memory.search(query, scope=scope, filter=coerce_filter(filters), limit=limit)
+    # vector mode: the score this API reports is the semantic one (docs/retrieval.md)
+    hits = memory.search(query, scope=scope, filter=coerce_filter(filters), limit=limit, mode="vector")
     return ok([mem0ai_api_item(h.record, score=h.score) for h in hits])
 
 

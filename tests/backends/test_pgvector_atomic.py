@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
@@ -142,6 +143,7 @@ def test_a_session_killed_while_writing_records_and_history_leaves_nothing(
     memory: Memory, url: str, pg_url: str
 ) -> None:
     backend = memory.backend
+    table = parse_qs(urlsplit(url).query)["table"][0]
     scope = Scope(user_id="bulk")
     batch = [new_record(f"bulk {n}", scope) for n in range(20_000)]
     for n, record in enumerate(batch):  # distinct vectors keep the HNSW inserts (the slow part) realistic
@@ -161,8 +163,9 @@ def test_a_session_killed_while_writing_records_and_history_leaves_nothing(
     with admin(pg_url) as conn:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not killed:
-            row = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH incoming%'").fetchone()
+            row = conn.execute(  # this test's table only: other tests' inserts run in parallel
+                "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'WITH incoming%%' "
+                "AND query LIKE %s", [f"%{table}%"]).fetchone()
             if row:
                 time.sleep(0.5)  # well inside the statement
                 killed = bool(conn.execute("SELECT pg_terminate_backend(%s, 5000)", [row[0]]).fetchone())

@@ -124,11 +124,11 @@ def test_a_search_wider_than_ef_search_sets_it_once_and_the_next_one_sets_it_bac
     for n in range(80):
         memory.add(f"item {n}", user_id="u1")
     with traced(memory.backend) as wide:
-        assert len(memory.search("item 1", user_id="u1", limit=70)) == 70  # ef_search 140 > 100
+        assert len(memory.search("item 1", user_id="u1", limit=70, mode="vector")) == 70  # ef_search 140 > 100
     with traced(memory.backend) as again:
-        memory.search("item 1", user_id="u1", limit=70)
+        memory.search("item 1", user_id="u1", limit=70, mode="vector")
     with traced(memory.backend) as narrow:
-        memory.search("item 1", user_id="u1", limit=10)
+        memory.search("item 1", user_id="u1", limit=10, mode="vector")
     assert (wide.round_trips, again.round_trips, narrow.round_trips) == (2, 1, 2)
     assert "set_config" in wide.statements[0] and "set_config" in narrow.statements[0]
 
