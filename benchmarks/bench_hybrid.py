@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 from bench_data import NAMES, THINGS, VERBS, WHEN, TableEmbedder, make_dataset, unit_vectors
+from psycopg import sql
 
 from memdock import Memory
 from memdock.capabilities import Capability
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace, pg_prefix: str) -> dict[str, Any]:
     if "pgvector" in memories:
         store = memories["pgvector"].backend._store  # type: ignore[attr-defined]  # the benchmark's own table
         with store._connection() as conn:
-            conn.execute(f"ANALYZE {store._settings.table}")
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(store._settings.table)))
     results: dict[str, Any] = {}
     try:
         answers: dict[str, dict[str, list[list[str]]]] = {}
