@@ -25,12 +25,34 @@ collections without expiring records pay nothing, whichever process wrote them.
 
 Writes and their guarantees:
 
-- A batch of new records goes in with its history events in one ``add`` per 1,000 records (ADD events
-  ride in the records; other events, e.g. those `Memory.import_` carries over, in one ``add`` per 1,000 to
-  the history collection) (`ChromaBackend.add_with_history`). Chroma has no transactions across calls,
-  so on failure memdock deletes what it wrote of the batch (records and events) before re-raising. A crash
-  of the process between calls can still leave the first chunks of a batch over 1,000 records, or records
-  without imported events.
+- A batch of new records goes in with its history events in as few Chroma ``add`` calls as Chroma takes
+  (`ChromaBackend.add_with_history`): at most ``get_max_batch_size()`` items each (5,461 with chromadb 1.5.9,
+  embedded and server alike: SQLite's variable limit over 6) and about 32 MiB (a Chroma server refuses a body
+  over 40 MiB), or the ``write_batch`` setting when it is lower. ADD events ride in the records; other
+  events (those `Memory.import_` carries over) go to the history collection in ``add`` calls of their own.
+  A batch of ONE ``add`` is all or nothing even if the process dies (Chroma stores an ``add`` with one
+  SQLite statement). A batch of more than one is journaled: before its first ``add`` memdock writes the ids
+  of every ``add`` of the batch to the companion collection ``<collection>_journal`` (an entry per ``add``,
+  id ``<batch>:<n>``), and deletes the entries after the last one (on a server, after the dedup check
+  after the write). When a write fails, memdock deletes what the batch wrote, then its entries, before
+  re-raising. After a crash the dead writer's entries remain; the batch is rolled back (the records and
+  events they name deleted, then the entries) by the next open of the collection, in any process, or
+  before the next journaled batch, once its writer is known to be gone:
+
+  - embedded (``chroma://``): every writer holds the ``flock`` below for the whole batch, and the journal is
+    read and rolled back under it, so an entry found there is a dead writer's (an open that finds entries
+    waits for another process's batch to end; without ``fcntl``, on Windows, the lease decides, as on a
+    server);
+  - on a server (``chroma+http://``): by lease. Each entry holds the time ``journal_lease`` seconds (default
+    300) after it was written; the writer renews it before a write once half of it has passed; a batch whose
+    lease ran out is a dead writer's. A writer that finds before a write, or at the end, that its lease ran
+    out (or that another writer took its entries) deletes what it wrote and raises `BackendUnavailable`.
+    So one ``add`` must take less than half the lease, and the clocks of the machines writing a collection
+    must agree to well within it.
+
+  Readers may see a batch while it is written, and a dead writer's part of one until it is rolled back.
+  The promise is crash atomicity: after a crash and the next open (on a server: once the lease ran out),
+  a batch is wholly present or wholly absent, never in part.
 - Dedup (a text stored once per exact scope): Chroma has no unique constraint. On embedded Chroma
   (``chroma://``) every process writing the path takes an exclusive ``flock`` on
   ``<path>/memdock-<collection>.lock`` around the duplicate re-check and the insert, so processes sharing
@@ -42,8 +64,9 @@ Writes and their guarantees:
   machines) a writer checks again after writing and withdraws its whole batch (`WriteConflict`) when
   Chroma holds an earlier copy of one of its texts, so racing writers end with one copy -- but for a
   moment both copies are visible, a writer killed between its write and its withdrawal leaves a
-  duplicate, and this rests on Chroma returning records in storage order (chromadb 1.5). Writers of
-  other programs, or of memdock versions before this one, are not covered.
+  duplicate (of a batch of one ``add``; a journaled batch is rolled back), and this rests on Chroma
+  returning records in storage order (chromadb 1.5). Writers of other programs, or of memdock versions
+  before this one, are not covered (by the journal either).
 """
 
 from __future__ import annotations
@@ -54,11 +77,16 @@ import os
 import re
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
+
+from pydantic import Field
 
 from memdock.backend import Backend, BackendSettings, BackendURL
 from memdock.capabilities import Capability
@@ -77,14 +105,17 @@ from memdock.hookspecs import hookimpl
 from memdock.models import SCOPE_FIELDS, EventKind, HistoryEvent, MemoryRecord, Page, Scope, SearchHit
 from memdock.pagination import page_of
 from memdock.scoring import cosine_distance_to_score, rank_by_cosine
+from memdock.search_modes import hybrid_hits, keyword_hits
 
 CAPABILITIES = frozenset({
     Capability.FILTER_EQUALITY, Capability.FILTER_RANGE, Capability.CONTAINS, Capability.HISTORY,
     Capability.TTL, Capability.PERSISTENCE, Capability.NESTED_METADATA, Capability.CONCURRENT_WRITES,
-    Capability.UPDATE, Capability.HISTORY_AFTER_DELETE,
+    Capability.UPDATE, Capability.HISTORY_AFTER_DELETE, Capability.KEYWORD_SEARCH,
 })
 _COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
-_BATCH = 1000
+_BATCH = 1000  # ids or hashes per read request (a ``$in`` list, a page of `reset`)
+_REQUEST_BYTES = 32 * 1024 * 1024  # most estimated bytes one write carries (a Chroma server refuses over 40 MiB)
+_VECTOR_BYTES = 20  # estimated bytes of one vector component on the wire (a JSON float: the worst case)
 
 
 _clients: dict[tuple[Any, ...], Any] = {}
@@ -286,6 +317,39 @@ def _and(clauses: builtins.list[dict[str, Any]]) -> dict[str, Any] | None:
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
+@dataclass
+class _Written:
+    """What one batch has written so far: the ids of each write (records, events) and, for a batch of more
+    than one write (`batch` set), its journal entries and when the last was written (`time.monotonic`)."""
+
+    batch: str | None
+    records: builtins.list[builtins.list[str]] = field(default_factory=builtins.list)
+    events: builtins.list[builtins.list[str]] = field(default_factory=builtins.list)
+    entries: builtins.list[str] = field(default_factory=builtins.list)
+    leased_at: float = 0.0
+
+
+def _runs(sizes: Sequence[int], most: int, budget: int = _REQUEST_BYTES) -> builtins.list[range]:
+    """Consecutive runs of the items whose estimated sizes are `sizes`: at most `most` items and `budget`
+    bytes each (an item bigger than `budget` is a run of its own); none for no items."""
+    runs: builtins.list[range] = []
+    start, total = 0, 0
+    for n, size in enumerate(sizes):
+        if n > start and (n - start >= most or total + size > budget):
+            runs.append(range(start, n))
+            start, total = n, 0
+        total += size
+    if start < len(sizes):
+        runs.append(range(start, len(sizes)))
+    return runs
+
+
+def _record_bytes(record: MemoryRecord, meta: dict[str, Any]) -> int:
+    """An upper estimate of the bytes a record takes in an ``add`` request (ASCII-escaped JSON of its text
+    and metadata, the vector as JSON floats)."""
+    return len(json.dumps([record.id, record.text, meta])) + _VECTOR_BYTES * len(record.vector or ()) + 64
+
+
 class ChromaBackend(Backend):
     """memdock records in one Chroma collection (see the module docstring for the layout)."""
 
@@ -306,6 +370,12 @@ class ChromaBackend(Backend):
         collection: str = "memdock"
         tenant: str | None = None
         database: str | None = None
+        write_batch: int | None = Field(
+            default=None, ge=1, description="most records (or events) per Chroma write; default and upper bound: "
+            "Chroma's own limit (`get_max_batch_size()`), within 32 MiB per write")
+        journal_lease: float = Field(
+            default=300.0, gt=0, allow_inf_nan=False, description="seconds after its last write (where memdock "
+            "cannot lock: a Chroma server) until the journal entry of an unfinished batch counts as a dead writer's")
 
         @classmethod
         def from_url(cls, url: BackendURL) -> Self:
@@ -345,9 +415,18 @@ class ChromaBackend(Backend):
             self._gate = _gates[(*key, settings.collection)]
         self._checked = threading.local()  # per thread: the generation its last duplicate check saw
         self._expiring = False  # a hint only: this process saw (or wrote) expiring records here
+        self._client = client
+        most = int(self._guard(client.get_max_batch_size))  # -1 from a server that does not say
+        most = most if most >= 1 else _BATCH
+        self._chunk = min(settings.write_batch or most, most)  # records (or events) per write
+        # Under the write locks, can a journal entry be a live writer's? Not where the flock excludes every
+        # writer of the path (then every entry found is a dead writer's); elsewhere its lease decides.
+        self._locks_out_writers = isinstance(self._gate, _PathGate) and sys.platform != "win32"
         with self._lock:
             self._collection = self._guard(self._open_collection, client, settings.collection, embedder)
             self._history = self._guard(self._open_collection, client, f"{settings.collection}_history", None)
+            self._journal = self._guard(self._open_collection, client, f"{settings.collection}_journal", None)
+        self._recover_on_open()
 
     def _guard(self, operation: Any, *args: Any) -> Any:
         try:
@@ -359,7 +438,7 @@ class ChromaBackend(Backend):
 
     @staticmethod
     def _open_collection(client: Any, name: str, embedder: Embedder | None) -> Any:
-        identity = embedder.identity if embedder else "history"
+        identity = embedder.identity if embedder else name.rpartition("_")[2]  # "history" or "journal"
         try:
             collection = client.get_collection(name)
         except Exception:
@@ -405,15 +484,16 @@ class ChromaBackend(Backend):
                 if not r.is_expired(now) and scope.contains(r.scope) and (where is None or evaluate(where, r))]
 
     def add(self, records: Sequence[MemoryRecord]) -> None:
-        """Batched add (no duplicate check); if a later chunk fails, the chunks already written are deleted
-        again before re-raising (all or nothing, as far as the process lives)."""
-        self._write_new(records, [])
+        """Batched add (no duplicate check), all or nothing like `add_with_history`."""
+        with self._writing():
+            self._commit(self._write_new(records, []))
 
     def add_with_history(
         self, records: Sequence[MemoryRecord], events: Sequence[HistoryEvent]
     ) -> Sequence[MemoryRecord] | None:
-        """The records and their events: one ``add`` per 1,000 records, the ADD events riding in them (see
-        the module docstring), other events in one ``add`` per 1,000 to the history collection.
+        """The records and their events, in as few Chroma writes as Chroma takes (the ADD events riding in
+        the records, other events in writes of their own; see the module docstring), journaled when that
+        is more than one write.
 
         Dedup re-check: under the write locks (on embedded Chroma the cross-process ``flock`` too), when
         another writer stored one of the texts in exactly its scope since this thread's last
@@ -425,26 +505,28 @@ class ChromaBackend(Backend):
         where Chroma (which returns records in the order they were stored) holds an earlier live copy of the
         same text in the same scope, the whole batch just written is deleted again with its events and
         `WriteConflict` raised. Every writer agrees on which copy is first, so racing writers keep exactly
-        one; in between, readers may see both, and a writer that dies before deleting its copy leaves it.
+        one; in between, readers may see both, and a writer that dies before deleting its copy leaves it
+        (unless its batch was journaled: the journal entry goes only after this check).
 
         Recovery rule (Chroma has no transactions): when a write fails, every record and event this call
-        wrote is deleted again before the error is re-raised, so a failure the process survives leaves
-        nothing of the batch. A crash between the writes can leave part of a batch over 1,000 records, or
-        records without the events an import carried."""
+        wrote is deleted again before the error is re-raised; a batch of more than one write is journaled
+        first, so that after a crash the next open (or the next journaled batch) deletes what it wrote.
+        Either way a batch ends wholly stored or wholly absent."""
         with self._writing():
             if getattr(self._checked, "generation", None) != self._generation() and any(self._holders(records)):
                 raise self._conflict()
             self._checked.generation = None
-            written = self._write_new(records, events, locked=True)
+            written = self._write_new(records, events)
             if records and not isinstance(self._gate, _PathGate) and self._raced(records, written):
                 raise self._conflict()
+            self._commit(written)
             return None
 
     def _conflict(self) -> WriteConflict:
         return WriteConflict(f"chroma at {self._where}: another writer stored the same text in this scope at the "
                              "same time; nothing of this batch was stored")
 
-    def _raced(self, fresh: Sequence[MemoryRecord], written: dict[str, builtins.list[str]]) -> bool:
+    def _raced(self, fresh: Sequence[MemoryRecord], written: _Written) -> bool:
         """After writing `fresh` to a server: True (and the batch deleted again) when another writer holds
         an earlier copy of one of its records. When the check fails, the batch is undone and the error
         re-raised."""
@@ -465,57 +547,166 @@ class ChromaBackend(Backend):
         """For each record, a live record stored with its exact scope and hash, or None."""
         return self._find_duplicates([(r.scope, r.hash) for r in records])
 
-    def _write_new(self, records: Sequence[MemoryRecord], events: Sequence[HistoryEvent], *,
-                   locked: bool = False) -> dict[str, builtins.list[str]]:
-        """Add records, then events, in chunks; on failure delete what was written, then re-raise. Returns
-        the ids written (``records``, ``events``)."""
+    def _write_new(self, records: Sequence[MemoryRecord], events: Sequence[HistoryEvent]) -> _Written:
+        """Add records, then events, in writes of at most `_chunk` items and `_REQUEST_BYTES` estimated
+        bytes each; when that takes more than one write, roll back dead writers' batches, then journal the
+        ids of every write before the first (`_write_journal`). On failure delete what was written, then
+        re-raise. The caller holds the write locks (`_writing`) and ends the batch with `_commit`."""
         if any(r.vector is None for r in records):
             raise InvalidInput("records need vectors", field="vector")
-        if not locked:
-            with self._writing():
-                return self._write_new(records, events, locked=True)
         by_record: dict[str, builtins.list[HistoryEvent]] = {r.id: [] for r in records}
         for event in events:
             by_record.get(event.memory_id, []).append(event)
         carried = {r.id: by_record[r.id][0] for r in records if _inlinable(r, by_record[r.id])}
         events = [e for e in events if carried.get(e.memory_id) is not e]
-        written: dict[str, builtins.list[str]] = {"records": [], "events": []}
+        metadatas = [_to_chroma(r, carried.get(r.id)) for r in records]
+        documents = [e.model_dump_json() for e in events]
+        record_runs = _runs([_record_bytes(r, m) for r, m in zip(records, metadatas, strict=True)], self._chunk)
+        event_runs = _runs([2 * len(d.encode("utf-8")) + 200 for d in documents], self._chunk)
+        writes = [("records", [records[n].id for n in run]) for run in record_runs]
+        writes += [("events", [events[n].id for n in run]) for run in event_runs]
+        written = _Written(batch=uuid.uuid4().hex if len(writes) > 1 else None)
         try:
-            for start in range(0, len(records), _BATCH):
-                chunk = records[start : start + _BATCH]
-                self._upsert(chunk, add=True, carried=carried)
-                written["records"].extend(r.id for r in chunk)
-            for start in range(0, len(events), _BATCH):
-                part = events[start : start + _BATCH]
-                self._add_events(part)
-                written["events"].extend(e.id for e in part)
+            if written.batch is not None:
+                self._recover()
+                self._write_journal(written, writes)
+            for run, (_, ids) in zip(record_runs, writes, strict=False):
+                self._renew(written)
+                written.records.append(ids)  # before the call: a failed call may still have stored them
+                self._guard(lambda r=run, i=ids: self._collection.add(
+                    ids=i, embeddings=[records[n].vector for n in r], documents=[records[n].text for n in r],
+                    metadatas=[metadatas[n] for n in r]))
+            for run, (_, ids) in zip(event_runs, writes[len(record_runs):], strict=True):
+                self._renew(written)
+                written.events.append(ids)
+                self._add_events([events[n] for n in run], [documents[n] for n in run])
         except BaseException:
             self._undo(written)
             raise
         finally:
-            if written["records"]:
+            if written.records:
                 self._guard(self._gate.bump)
         if any(r.expires_at is not None for r in records):
             self._expiring = True
         return written
 
-    def _undo(self, written: dict[str, builtins.list[str]]) -> None:
-        """Delete records and events a failed write stored (the recovery rule)."""
-        try:
-            for collection, ids in ((self._collection, written["records"]), (self._history, written["events"])):
-                if ids:
-                    collection.delete(ids=ids)
-        except Exception as exc:
-            raise BackendUnavailable(f"chroma at {self._where}: rollback failed: {type(exc).__name__}: {exc}") from exc
+    def _write_journal(self, written: _Written, writes: builtins.list[tuple[str, builtins.list[str]]]) -> None:
+        """Journal a batch before its first write: one entry per write (id ``<batch>:<n>``, the write's ids
+        as ``{"records": [...]}`` or ``{"events": [...]}``), leased for `journal_lease` seconds from now,
+        in as few Chroma writes as `_REQUEST_BYTES` allows (one, unless the batch is huge)."""
+        entries = [f"{written.batch}:{n}" for n in range(len(writes))]
+        documents = [json.dumps({kind: ids}) for kind, ids in writes]
+        lease = time.time() + self._settings.journal_lease
+        written.leased_at = time.monotonic()
+        for run in _runs([len(d) + 100 for d in documents], self._chunk):
+            self._guard(lambda r=run: self._journal.add(
+                ids=[entries[n] for n in r], embeddings=[[1.0] for _ in r], documents=[documents[n] for n in r],
+                metadatas=[{"batch": written.batch, "lease": lease} for _ in r]))
+            written.entries.extend(entries[n] for n in run)
 
-    def _upsert(self, records: Sequence[MemoryRecord], *, add: bool,
-                carried: dict[str, HistoryEvent] | None = None) -> None:
+    def _renew(self, written: _Written) -> None:
+        """Before a write of a journaled batch, where leases tell writers apart: stop when the lease ran out
+        (another writer may have rolled the batch back meanwhile); renew it once half of it has passed
+        (on the first entry: a batch's lease is the latest of its entries')."""
+        if not written.entries or self._locks_out_writers:
+            return
+        self._check_lease(written)
+        if time.monotonic() - written.leased_at > self._settings.journal_lease / 2:
+            now = time.monotonic()
+            lease = time.time() + self._settings.journal_lease
+            self._guard(lambda: self._journal.update(
+                ids=written.entries[:1], metadatas=[{"batch": written.batch, "lease": lease}]))
+            written.leased_at = now
+
+    def _check_lease(self, written: _Written) -> None:
+        if written.entries and not self._locks_out_writers and (
+            time.monotonic() - written.leased_at > self._settings.journal_lease
+        ):
+            raise BackendUnavailable(
+                f"chroma at {self._where}: the batch's journal lease ({self._settings.journal_lease:g} s) ran out "
+                "between two of its writes, so another writer may have rolled it back; nothing of it was kept")
+
+    def _commit(self, written: _Written) -> None:
+        """End a batch: delete its journal entries (after checking, where leases tell writers apart, that
+        the lease still holds and no other writer took the entries for a dead writer's). On failure the
+        batch is deleted again and the error raised."""
+        if not written.entries:
+            return
+        try:
+            if not self._locks_out_writers:
+                self._check_lease(written)
+                kept = self._guard(lambda: self._journal.get(ids=written.entries, include=[]))["ids"]
+                if len(kept) != len(written.entries):
+                    raise BackendUnavailable(
+                        f"chroma at {self._where}: another writer rolled this batch back (its journal lease of "
+                        f"{self._settings.journal_lease:g} s ran out); nothing of it was kept")
+            self._guard(lambda: self._journal.delete(ids=written.entries))
+        except BaseException:
+            self._undo(written)
+            raise
+
+    def _undo(self, written: _Written) -> None:
+        """Delete the records and events of every write the batch made or tried, then its journal
+        entries (the recovery rule). If that fails, the journal entries stay and the batch is rolled back
+        later (`_recover`)."""
+        try:
+            for collection, chunks in ((self._collection, written.records), (self._history, written.events)):
+                for ids in chunks:
+                    self._guard(lambda c=collection, i=ids: c.delete(ids=i))
+            if written.entries:
+                self._guard(lambda: self._journal.delete(ids=written.entries))
+        except Exception as exc:
+            later = "; the next open rolls it back" if written.entries else ""
+            raise BackendUnavailable(f"chroma at {self._where}: rollback failed{later}: {type(exc).__name__}: "
+                                     f"{exc}") from exc
+        written.records.clear()
+        written.events.clear()
+        written.entries.clear()
+
+    def _recover_on_open(self) -> None:
+        """Roll back the batches of dead writers that the journal holds (one read when it holds none)."""
+        got = self._guard(lambda: self._journal.get(include=["metadatas"]))
+        now = time.time()
+        if got["ids"] and (self._locks_out_writers or any(self._lease(m) <= now for m in got["metadatas"])):
+            with self._writing():
+                self._recover()
+
+    @staticmethod
+    def _lease(meta: dict[str, Any] | None) -> float:
+        try:
+            return float((meta or {})["lease"])
+        except (KeyError, TypeError, ValueError):
+            return 0.0  # unreadable: nobody can be holding it
+
+    def _recover(self) -> None:
+        """Under the write locks: delete the records and events of every journaled batch whose writer is
+        gone, then its journal entries. Where the ``flock`` locks out every writer of the path, every entry
+        found is a dead writer's; elsewhere a batch is a dead writer's once the leases of all its entries
+        ran out (a live writer renews them in time, see `_renew`)."""
+        got = self._guard(lambda: self._journal.get(include=["metadatas", "documents"]))
+        batches: dict[str, builtins.list[int]] = {}
+        for n, meta in enumerate(got["metadatas"]):
+            batches.setdefault(str((meta or {}).get("batch")), []).append(n)
+        now = time.time()
+        for rows in batches.values():
+            if not self._locks_out_writers and max(self._lease(got["metadatas"][n]) for n in rows) > now:
+                continue  # its writer may be alive
+            for n in rows:
+                try:
+                    entry = json.loads(got["documents"][n])
+                except (TypeError, ValueError):
+                    entry = {}
+                for kind, collection in (("records", self._collection), ("events", self._history)):
+                    if isinstance(entry, dict) and entry.get(kind):
+                        self._guard(lambda c=collection, i=entry[kind]: c.delete(ids=i))
+            self._guard(lambda r=rows: self._journal.delete(ids=[got["ids"][n] for n in r]))
+
+    def _upsert(self, records: Sequence[MemoryRecord]) -> None:
         if any(r.vector is None for r in records):
             raise InvalidInput("records need vectors", field="vector")
-        method = self._collection.add if add else self._collection.upsert
-        metadatas = [_to_chroma(r, (carried or {}).get(r.id)) for r in records]
-        self._guard(lambda: method(ids=[r.id for r in records], embeddings=[r.vector for r in records],
-                                   documents=[r.text for r in records], metadatas=metadatas))
+        metadatas = [_to_chroma(r) for r in records]
+        self._guard(lambda: self._collection.upsert(ids=[r.id for r in records], embeddings=[r.vector for r in records],
+                                                    documents=[r.text for r in records], metadatas=metadatas))
 
     def get(self, memory_id: str) -> MemoryRecord | None:
         """The record, or None when missing or expired."""
@@ -558,7 +749,7 @@ class ChromaBackend(Backend):
         with self._writing():
             try:
                 self._release_carried([record.id])
-                self._upsert([record], add=False)
+                self._upsert([record])
             finally:
                 self._guard(self._gate.bump)
         if record.expires_at is not None:
@@ -596,6 +787,22 @@ class ChromaBackend(Backend):
         if where is None:
             return self._index_search(vector, scope, limit)
         return rank_by_cosine(vector, self._candidates(scope, where, vectors=True), limit)
+
+    def keyword_search(self, text: str, scope: Scope, where: Filter | None, limit: int) -> builtins.list[SearchHit]:
+        """The keyword mode, exactly as the reference ranks it: memdock's BM25 over the live records of the
+        scope that match `where`, fetched in one request (Chroma's own full-text ``$contains`` matches
+        substrings, not terms, and has no ranking). Nothing is kept beside the collection, so the ranking
+        is consistent with every add, update and delete, whichever process made it."""
+        return keyword_hits(self._candidates(scope, where), text, limit)
+
+    def hybrid_search(
+        self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
+    ) -> builtins.list[SearchHit]:
+        """The hybrid mode, exactly: every live candidate of the scope matching `where` (one request, with
+        vectors) scored by cosine and by BM25 and fused as `memdock.search_modes` defines."""
+        if vector is None:
+            raise InvalidInput("the Chroma backend needs a query vector", field="vector")
+        return hybrid_hits(self._candidates(scope, where, vectors=True), vector, text, limit)
 
     def _index_search(self, vector: Sequence[float], scope: Scope, limit: int) -> list[SearchHit]:
         now = self.now()
@@ -689,9 +896,9 @@ class ChromaBackend(Backend):
         return len(self._candidates(scope, where))
 
     def reset(self) -> None:
-        """Delete every record and history event of this collection, in batches."""
+        """Delete every record, history event and journal entry of this collection, in batches."""
         with self._lock:
-            for collection in (self._collection, self._history):
+            for collection in (self._collection, self._history, self._journal):
                 while True:
                     ids = self._guard(lambda c=collection: c.get(limit=_BATCH, include=[])["ids"])
                     if not ids:
@@ -701,13 +908,12 @@ class ChromaBackend(Backend):
     def record_history(self, events: Sequence[HistoryEvent]) -> None:
         """Append events to the companion collection (all or nothing, like `add_with_history`)."""
         if events:
-            with self._lock:
-                self._write_new([], events, locked=True)
+            with self._writing():
+                self._commit(self._write_new([], events))
 
-    def _add_events(self, events: Sequence[HistoryEvent]) -> None:
+    def _add_events(self, events: Sequence[HistoryEvent], documents: Sequence[str]) -> None:
         self._guard(lambda: self._history.add(
-            ids=[e.id for e in events], embeddings=[[1.0] for _ in events],
-            documents=[e.model_dump_json() for e in events],
+            ids=[e.id for e in events], embeddings=[[1.0] for _ in events], documents=list(documents),
             metadatas=[{"memory_id": e.memory_id, "at": e.created_at.isoformat()} for e in events],
         ))
 

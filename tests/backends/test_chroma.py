@@ -215,8 +215,9 @@ def test_a_short_index_answer_is_replaced_by_exact_ranking_simulated(
         return {k: [v[0][:1]] if isinstance(v, list) and v and isinstance(v[0], list) else v for k, v in got.items()}
 
     monkeypatch.setattr(collection, "query", short_query)
-    hits = memory.search("fact number 3", user_id="u1", limit=5)
+    hits = memory.search("fact number 3", user_id="u1", limit=5, mode="vector")
     assert len(hits) == 5 and {h.record.scope.user_id for h in hits} == {"u1"}
     assert hits[0].record.text == "fact number 3" and hits[0].score == pytest.approx(1.0)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    assert [h.record.text for h in memory.search("fact", user_id="u2", limit=5)] == ["fact number 3 elsewhere"]
+    elsewhere = memory.search("fact", user_id="u2", limit=5, mode="vector")
+    assert [h.record.text for h in elsewhere] == ["fact number 3 elsewhere"]

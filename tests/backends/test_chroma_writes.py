@@ -172,6 +172,7 @@ def test_a_failed_write_deletes_what_the_batch_wrote(
     """The declared recovery rule: on a write failure nothing of the batch (records or events) remains."""
     kept = memory.add("stored before", user_id="u1")[0].record
     backend = backend_of(memory)
+    backend._chunk = 500  # as ``write_batch=500``: 3 record writes and 3 event writes, journaled
     records, events = imported(memory, 1100)
     fail_on_call(monkeypatch, getattr(backend, collection), "add", failing)
     with pytest.raises(BackendUnavailable, match="injected store fault"):
@@ -179,6 +180,7 @@ def test_a_failed_write_deletes_what_the_batch_wrote(
     monkeypatch.undo()
     assert [r.id for r in memory.list(user_id="u1", limit=1000).items] == [kept.id]
     assert backend._collection.count() == 1 and backend._history.count() == 0
+    assert backend._journal.count() == 0
     assert [e.event for e in memory.history(kept.id)] == [EventKind.ADD]
     assert backend.add_with_history(records, events) is None  # the same batch goes in afterwards
     assert backend._collection.count() == 1101 and backend._history.count() == 2200
@@ -236,7 +238,7 @@ def test_search_without_expiring_records_is_one_plain_query(memory: Memory, monk
     backend = backend_of(memory)
     queries = count_calls(monkeypatch, backend._collection, "query")
     counts = count_calls(monkeypatch, backend._collection, "count")
-    hits = memory.search("fact number 3", user_id="u1", limit=5)
+    hits = memory.search("fact number 3", user_id="u1", limit=5, mode="vector")
     assert hits[0].record.text == "fact number 3" and len(hits) == 5
     assert counts == [] and len(queries) == 1
     assert queries[0]["where"] == {"scope.user_id": "u1"} and queries[0]["n_results"] == 5
