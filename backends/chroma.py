@@ -102,10 +102,11 @@ from memdock.errors import (
 from memdock.extras import require_extra
 from memdock.filters import And, Comparison, Filter, evaluate, may_raise
 from memdock.hookspecs import hookimpl
+from memdock.keyword import BM25Index
 from memdock.models import SCOPE_FIELDS, EventKind, HistoryEvent, MemoryRecord, Page, Scope, SearchHit
 from memdock.pagination import page_of
 from memdock.scoring import cosine_distance_to_score, rank_by_cosine
-from memdock.search_modes import hybrid_hits, keyword_hits
+from memdock.search_modes import hybrid_hits, hybrid_ranking, keyword_hits, keyword_ranking
 
 CAPABILITIES = frozenset({
     Capability.FILTER_EQUALITY, Capability.FILTER_RANGE, Capability.CONTAINS, Capability.HISTORY,
@@ -255,14 +256,30 @@ def _to_chroma(record: MemoryRecord, add_event: HistoryEvent | None = None) -> d
     return meta
 
 
+def _scope_of(meta: dict[str, Any]) -> Scope:
+    return Scope(**{k: meta[f"scope.{k}"] for k in SCOPE_FIELDS if f"scope.{k}" in meta})
+
+
+def _live_in(meta: dict[str, Any], scope: Scope, now: datetime) -> bool:
+    """What `_candidates` keeps, read from a record's Chroma metadata alone: in `scope`, not expired."""
+    expires_at = meta.get("_expires_at")
+    return not (expires_at and datetime.fromisoformat(expires_at) <= now) and scope.contains(_scope_of(meta))
+
+
 def _from_chroma(memory_id: str, text: str, meta: dict[str, Any], vector: Any = None) -> MemoryRecord:
-    scope = Scope(**{k: meta[f"scope.{k}"] for k in SCOPE_FIELDS if f"scope.{k}" in meta})
+    scope = _scope_of(meta)
     return MemoryRecord(
         id=memory_id, text=text, scope=scope, metadata=json.loads(meta["_metadata"]), hash=meta["_hash"],
         created_at=datetime.fromisoformat(meta["_created"]), updated_at=datetime.fromisoformat(meta["_updated"]),
         expires_at=datetime.fromisoformat(meta["_expires_at"]) if meta.get("_expires_at") else None,
-        vector=[float(x) for x in vector] if vector is not None else None,
+        vector=_floats(vector) if vector is not None else None,
     )
+
+
+def _floats(vector: Any) -> builtins.list[float]:
+    """A vector as Chroma returns it (a numpy array, or a list) as Python floats; ``tolist`` converts a
+    numpy array in one call, many times faster than element by element."""
+    return vector.tolist() if hasattr(vector, "tolist") else [float(x) for x in vector]
 
 
 def _inlinable(record: MemoryRecord, events: builtins.list[HistoryEvent]) -> bool:
@@ -793,7 +810,12 @@ class ChromaBackend(Backend):
         scope that match `where`, fetched in one request (Chroma's own full-text ``$contains`` matches
         substrings, not terms, and has no ranking). Nothing is kept beside the collection, so the ranking
         is consistent with every add, update and delete, whichever process made it."""
-        return keyword_hits(self._candidates(scope, where), text, limit)
+        if where is not None:
+            return keyword_hits(self._candidates(scope, where), text, limit)
+        got, rows = self._scope_rows(scope, vectors=False)
+        index = BM25Index()
+        index.add_many((got["ids"][n], got["documents"][n]) for n in rows)
+        return self._hits(got, keyword_ranking(index, text, [got["ids"][n] for n in rows], limit))
 
     def hybrid_search(
         self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
@@ -802,7 +824,36 @@ class ChromaBackend(Backend):
         vectors) scored by cosine and by BM25 and fused as `memdock.search_modes` defines."""
         if vector is None:
             raise InvalidInput("the Chroma backend needs a query vector", field="vector")
-        return hybrid_hits(self._candidates(scope, where, vectors=True), vector, text, limit)
+        if where is not None:
+            return hybrid_hits(self._candidates(scope, where, vectors=True), vector, text, limit)
+        import numpy as np  # here, not at module top: importing memdock stays cheap
+
+        got, rows = self._scope_rows(scope, vectors=True)
+        if not rows:
+            return []
+        index = BM25Index()
+        index.add_many((got["ids"][n], got["documents"][n]) for n in rows)
+        matrix = np.asarray(got["embeddings"], dtype=np.float64)[rows]
+        return self._hits(got, hybrid_ranking(index, text, vector, [got["ids"][n] for n in rows], matrix, limit))
+
+    def _scope_rows(self, scope: Scope, *, vectors: bool) -> tuple[dict[str, Any], builtins.list[int]]:
+        """Chroma's raw answer for the scope's records (one ``get``) and the rows of the live ones: what
+        `_candidates` finds without a filter, before any `MemoryRecord` is built (only hits need one)."""
+        include = ["metadatas", "documents", *(["embeddings"] if vectors else [])]
+        got = self._guard(lambda: self._collection.get(where=_and(self._scope_clauses(scope)), include=include))
+        now = self.now()
+        return got, [n for n, meta in enumerate(got["metadatas"]) if _live_in(meta, scope, now)]
+
+    @staticmethod
+    def _hits(got: dict[str, Any], ranked: builtins.list[tuple[str, float]]) -> builtins.list[SearchHit]:
+        """The ranked (id, score) pairs as hits, each record built from `got` (with its vector if fetched)."""
+        rows = {memory_id: n for n, memory_id in enumerate(got["ids"])}
+        embeddings = got.get("embeddings")
+        return [SearchHit(record=_from_chroma(memory_id, got["documents"][rows[memory_id]],
+                                              got["metadatas"][rows[memory_id]],
+                                              embeddings[rows[memory_id]] if embeddings is not None else None),
+                          score=score)
+                for memory_id, score in ranked]
 
     def _index_search(self, vector: Sequence[float], scope: Scope, limit: int) -> list[SearchHit]:
         now = self.now()

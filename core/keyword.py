@@ -74,6 +74,7 @@ _FOLD = str.maketrans(
     {"ø": "o", "æ": "ae", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "\u0131": "i", "ħ": "h"}
 )
 _DIGITS_OR_LETTERS = re.compile(r"\d+|\D+")
+_ASCII_TERMS = re.compile(r"[0-9]+|[a-z]+")
 
 
 def _is_cjk(char: str) -> bool:
@@ -128,6 +129,14 @@ def _words(text: str) -> Iterable[str]:
 
 def tokenize(text: str) -> list[str]:
     """The index terms of `text`, in order, repeats kept (see the module docstring for the rules)."""
+    if text.isascii():
+        # The same rules, for ASCII: folding is lower-casing, word characters are [a-z0-9], no CJK runs.
+        return _ASCII_TERMS.findall(text.lower())
+    return _unicode_terms(text)
+
+
+def _unicode_terms(text: str) -> list[str]:
+    """`tokenize` for any text (the rules as written; `tokenize` takes a shortcut for ASCII)."""
     return [term for word in _words(_fold(text)) for term in _split_word(word)]
 
 

@@ -6,7 +6,10 @@ import math
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from memdock import keyword
 from memdock.errors import InvalidInput
 from memdock.keyword import BM25Index, index_terms, tokenize
 
@@ -286,3 +289,13 @@ def test_bad_parameters_name_their_field() -> None:
     with pytest.raises(InvalidInput) as method:
         _index(CORPUS).normalised_scores("cat", method="softmax")  # type: ignore[arg-type]
     assert method.value.field == "method"
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60))
+def test_the_ascii_shortcut_gives_the_terms_of_the_written_rules(text: str) -> None:
+    assert tokenize(text) == keyword._unicode_terms(text)
+
+
+def test_text_beyond_ascii_takes_the_written_rules() -> None:
+    assert tokenize("Straße 10am Zürich") == ["strasse", "10", "am", "zurich"]
