@@ -60,10 +60,12 @@ def quality(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def soak(session: nox.Session) -> None:
-    """The long variants of the hardening suites: hostile input, the isolation property and the load test
-    (tests/e2e/) with ``MEMDOCK_SOAK=1``, which scales their examples and durations up about tenfold; the
-    same tests run short in ``nox -s tests``. Extra arguments go to pytest (e.g. one file)."""
+    """The long variants of the hardening suites: hostile input, the isolation property, the load test, the
+    fault suite (tests/e2e/) and the OpenAPI property run, with ``MEMDOCK_SOAK=1``, which scales their
+    examples and durations up about tenfold; the same tests run short in ``nox -s tests``. Extra arguments
+    go to pytest (e.g. one file)."""
     session.install(".[test]")
     paths = session.posargs or ["tests/e2e/test_hostile_input.py", "tests/e2e/test_isolation_property.py",
-                                "tests/e2e/test_load.py"]
+                                "tests/e2e/test_load.py", "tests/e2e/test_faults.py",
+                                "tests/dify_adapter/test_server_openapi_properties.py"]
     session.run("pytest", "-q", *paths, env={"MEMDOCK_SOAK": "1"})
