@@ -6,7 +6,6 @@ request per search, and hybrid as the default mode."""
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,15 @@ from memdock import InvalidInput
 from memdock.backend import Backend
 from memdock.capabilities import Capability
 from memdock.models import Scope
-from tests.helpers.keyword_data import FILTERS, SCOPES, assert_same, dataset, make_record, random_queries, random_vector
-
-
-def collection_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    collection = f"k_{uuid.uuid4().hex[:12]}"
-    if kind == "embedded":
-        return f"chroma://{tmp_path / 'chroma'}?collection={collection}&embedder=hash"
-    base: str = request.getfixturevalue("chroma_http_url")
-    return f"{base}?collection={collection}&embedder=hash"
+from tests.backends.test_chroma import collection_url
+from tests.helpers.keyword_data import (
+    assert_same,
+    compare_hybrid_search,
+    compare_keyword_search,
+    dataset,
+    make_record,
+    random_vector,
+)
 
 
 @pytest.fixture(params=["embedded", "server"])
@@ -45,28 +44,12 @@ def pair(url: str) -> Iterator[tuple[Backend, Backend]]:
 
 
 def test_keyword_search_equals_the_reference_exactly(pair: tuple[Backend, Backend]) -> None:
-    chroma, ref = pair
-    compared = 0
-    for query in random_queries(11, 60):
-        for scope in (*SCOPES, Scope(user_id="nobody")):
-            for where in FILTERS if scope == SCOPES[0] else [None]:
-                want = ref.keyword_search(query, scope, where, 10)
-                assert_same(chroma.keyword_search(query, scope, where, 10), want, 1e-12)
-                compared += bool(want)
-    assert compared > 150  # most comparisons had hits
+    assert compare_keyword_search(*pair, queries=60, limits=(10,)) > 150  # most comparisons had hits
 
 
 def test_hybrid_search_equals_the_reference(pair: tuple[Backend, Backend]) -> None:
     """Same ranking; scores within float32's precision (Chroma keeps float32 vectors)."""
-    chroma, ref = pair
-    rng = random.Random(5)
-    for query in random_queries(13, 40):
-        vector = random_vector(rng)
-        for scope in SCOPES:
-            for where in FILTERS if scope == SCOPES[0] else [None]:
-                got = chroma.hybrid_search(vector, query, scope, where, 10)
-                assert_same(got, ref.hybrid_search(vector, query, scope, where, 10), 1e-6)
-                assert all(scope.contains(h.record.scope) for h in got)
+    compare_hybrid_search(*pair, queries=40)
 
 
 def test_updates_and_deletes_by_another_writer_change_the_ranking_like_the_reference(url: str) -> None:

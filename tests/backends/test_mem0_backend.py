@@ -15,7 +15,7 @@ import pytest
 import memdock
 from memdock import Memory, MemoryNotFound, Unsupported
 from memdock.capabilities import Capability
-from memdock.conformance import Status, run
+from memdock.conformance import Status, all_checks, run
 from memdock.models import EventKind
 from tests.helpers.mem0_server_standin import mem0_server_standin
 from tests.helpers.mem0_standins import StandIn
@@ -28,6 +28,7 @@ UPDATE_CHECKS = {"ids_are_generated_unique_and_kept", "inputs_are_not_mutated", 
                  "search_after_update_uses_the_new_text"}
 SERVICE_GAPS = {
     "a_batch_and_metadata_changes_are_in_the_history": "the backend's history keeps no metadata (a gap of the service)",
+    **dict.fromkeys((c.name for c in all_checks() if c.requires is Capability.KEYWORD_SEARCH), "keyword_search"),
 }
 EXPECTED_NOT_APPLICABLE = {
     "server": {"expired_memories_are_invisible_to_every_read": "ttl",

@@ -27,13 +27,12 @@ from memdock.validation import text_hash
 from tests.backends.test_pgvector import settings_of
 from tests.backends.test_pgvector_roundtrips import traced
 from tests.helpers.keyword_data import (
-    FILTERS,
-    SCOPES,
     WORDS,
     assert_same,
+    compare_hybrid_search,
+    compare_keyword_search,
     dataset,
     make_record,
-    random_queries,
     random_vector,
 )
 
@@ -56,30 +55,12 @@ def pair(pg_url: str) -> Iterator[tuple[Backend, Backend]]:
 
 
 def test_keyword_search_equals_the_reference_exactly(pair: tuple[Backend, Backend]) -> None:
-    pg, ref = pair
-    compared = 0
-    for query in random_queries(11, 120):
-        for scope in (*SCOPES, Scope(user_id="nobody")):
-            for where in FILTERS if scope == SCOPES[0] else [None]:
-                for limit in (10, 3):
-                    want = ref.keyword_search(query, scope, where, limit)
-                    assert_same(pg.keyword_search(query, scope, where, limit), want, 1e-9)
-                    compared += bool(want)
-    assert compared > 300  # most comparisons had hits
+    assert compare_keyword_search(*pair, queries=120, limits=(10, 3)) > 300  # most comparisons had hits
 
 
 def test_hybrid_search_equals_the_reference(pair: tuple[Backend, Backend]) -> None:
     """Same ranking; scores within float32's precision (pgvector keeps and multiplies float32 vectors)."""
-    pg, ref = pair
-    rng = random.Random(5)
-    for query in random_queries(13, 60):
-        vector = random_vector(rng)
-        for scope in SCOPES:
-            for where in FILTERS if scope == SCOPES[0] else [None]:
-                want = ref.hybrid_search(vector, query, scope, where, 10)
-                got = pg.hybrid_search(vector, query, scope, where, 10)
-                assert_same(got, want, 1e-6)
-                assert all(h.record.scope == scope or scope.contains(h.record.scope) for h in got)
+    compare_hybrid_search(*pair, queries=60)
 
 
 def test_statistics_are_those_of_the_scope_alone(pg_url: str) -> None:

@@ -44,6 +44,6 @@ def test_minilm_to_hash_re_embeds_and_search_finds_each_record_first(
             assert stored is not None and stored.text == record.text
             if stored.vector is not None:  # the reference store returns vectors: they are hash vectors now
                 assert stored.vector == pytest.approx(hash_embedder.embed([record.text])[0])
-            hits = destination.search(record.text, scope=SCOPE, limit=3)
+            hits = destination.search(record.text, scope=SCOPE, limit=3, mode="vector")  # the new vectors'
             assert hits[0].record.id == record.id
             assert hits[0].score == pytest.approx(1.0, abs=1e-6)

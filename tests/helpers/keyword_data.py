@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from memdock.backend import Backend
 from memdock.filters import Filter, parse_mem0_filter
 from memdock.models import MemoryRecord, Scope, SearchHit
 from memdock.validation import text_hash
@@ -86,3 +87,32 @@ def random_queries(seed: int, count: int) -> list[str]:
 
 FILTERS: list[Filter | None] = [None, parse_mem0_filter({"kind": "a"}), parse_mem0_filter({"n": {"gte": 3}}),
                                 parse_mem0_filter({"kind": {"icontains": "B"}})]
+
+
+def compare_keyword_search(backend: Backend, ref: Backend, queries: int, limits: tuple[int, ...]) -> int:
+    """`backend`'s keyword hits against the reference's (both holding `dataset`'s records) for `queries`
+    random queries (plus `QUERIES`) in every scope, a scope with no records and, in the first scope, every
+    filter of `FILTERS`: the same ids in the same order, scores within 1e-9. Returns how many of the
+    comparisons had hits."""
+    compared = 0
+    for query in random_queries(11, queries):
+        for scope in (*SCOPES, Scope(user_id="nobody")):
+            for where in FILTERS if scope == SCOPES[0] else [None]:
+                for limit in limits:
+                    want = ref.keyword_search(query, scope, where, limit)
+                    assert_same(backend.keyword_search(query, scope, where, limit), want, 1e-9)
+                    compared += bool(want)
+    return compared
+
+
+def compare_hybrid_search(backend: Backend, ref: Backend, queries: int) -> None:
+    """`backend`'s hybrid hits against the reference's, as `compare_keyword_search` does (top 10, a random
+    query vector each), scores within float32's precision (1e-6): stores that keep float32 vectors."""
+    rng = random.Random(5)
+    for query in random_queries(13, queries):
+        vector = random_vector(rng)
+        for scope in SCOPES:
+            for where in FILTERS if scope == SCOPES[0] else [None]:
+                got = backend.hybrid_search(vector, query, scope, where, 10)
+                assert_same(got, ref.hybrid_search(vector, query, scope, where, 10), 1e-6)
+                assert all(scope.contains(h.record.scope) for h in got)
