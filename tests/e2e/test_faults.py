@@ -199,15 +199,17 @@ def own_postgres() -> Iterator[KillablePostgres]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_postmaster_kill_answers_503_and_loses_no_acked_write(own_postgres: KillablePostgres, tmp_path: Path) -> None:
-    run, began = Run("pgvector: postmaster"), time.monotonic()
-    url = f"{own_postgres.url}&table=faults_{uuid.uuid4().hex[:8]}&embedder=hash&connect_timeout=2"
+def write_through_store_outages(run: Run, url: str, tmp_path: Path, largest: int, kill: Callable[[], None],
+                                restart: Callable[[], None]) -> list[Request]:
+    """One ``memdock serve`` on `url` takes the write stream while its store is killed (`kill`) and
+    restarted (`restart`) `KILLS` times; memdock itself stays up, answers only 503 + ``Retry-After`` while
+    the store is down and takes writes again afterwards. Returns the requests as the ledger saw them."""
     server, ledger = memdock_serve(url, tmp_path), Ledger()
     server.start()
-    stream = WriteStream(base_of(server), ledger, writers(largest=300 if SOAK else 200))
+    stream = WriteStream(base_of(server), ledger, writers(largest))
     try:
         stream.start()
-        kill_during_writes(run, stream, own_postgres.kill9, own_postgres.restart)
+        kill_during_writes(run, stream, kill, restart)
         stream.stop()
         for outage in run.outages:  # memdock itself stayed up and said "unavailable, retry"
             assert outage.answers.get("refused:503", 0) >= 1, outage.answers
@@ -218,6 +220,14 @@ def test_postmaster_kill_answers_503_and_loses_no_acked_write(own_postgres: Kill
     finally:
         stream.stop()
         server.stop()
+    return requests
+
+
+def test_postmaster_kill_answers_503_and_loses_no_acked_write(own_postgres: KillablePostgres, tmp_path: Path) -> None:
+    run, began = Run("pgvector: postmaster"), time.monotonic()
+    url = f"{own_postgres.url}&table=faults_{uuid.uuid4().hex[:8]}&embedder=hash&connect_timeout=2"
+    requests = write_through_store_outages(run, url, tmp_path, 300 if SOAK else 200, own_postgres.kill9,
+                                           own_postgres.restart)
     with Memory.open(url) as memory:
         run.seconds = time.monotonic() - began
         check(run, memory, requests, {"refused:503"})
@@ -232,23 +242,8 @@ def test_chroma_server_kill_answers_503_and_loses_no_acked_write(tmp_path: Path)
         f"http://127.0.0.1:{port}/api/v2/heartbeat", tmp_path / "chroma.log")
     url = f"chroma+http://127.0.0.1:{port}?embedder=hash&collection=faults_{uuid.uuid4().hex[:8]}"
     chroma.start()
-    server, ledger = memdock_serve(url, tmp_path), Ledger()
     try:
-        server.start()
-        stream = WriteStream(base_of(server), ledger, writers(largest=1000 if SOAK else 200))
-        try:
-            stream.start()
-            kill_during_writes(run, stream, chroma.kill9, chroma.start)
-            stream.stop()
-            for outage in run.outages:
-                assert outage.answers.get("refused:503", 0) >= 1, outage.answers
-            requests = ledger.snapshot()
-            assert all("retry-after=1" in r.detail for r in requests if r.outcome == "refused:503")
-            sample_histories(base_of(server), requests)
-            assert server.starts == 1
-        finally:
-            stream.stop()
-            server.stop()
+        requests = write_through_store_outages(run, url, tmp_path, 1000 if SOAK else 200, chroma.kill9, chroma.start)
         with Memory.open(url) as memory:
             run.seconds = time.monotonic() - began
             check(run, memory, requests, {"refused:503"})
