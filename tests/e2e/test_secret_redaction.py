@@ -1,6 +1,8 @@
 """A password given as the URL's ``password=`` parameter (how the Dify plugin passes the database
 password) never leaves memdock: not in `memdock serve`'s start-up line or log, not in the 503 bodies of
-any API family while PostgreSQL is down, not in a Dify tool's output or a credential check's message.
+any API family while PostgreSQL is down, not in a Dify tool's output or a credential check's message,
+and not where an error wraps the store's name (a driver fault memdock does not know, reported as
+`BackendUnavailable` naming the store).
 Real parts: a PostgreSQL of this test's own that demands the password, a `memdock serve` subprocess, the
 plugin's tool runner. Also: Dify's ``/retrieval`` with more conditions than the filter bound is refused
 as bad input (400), not answered as an outage."""
@@ -15,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from memdock import BackendUnavailable, Memory
+from memdock.backends.pgvector.backend import PgvectorBackend
 from memdock.dify_adapter.plugin_logic.backend import CredentialsError, check_backend, close_all
 from memdock.dify_adapter.plugin_logic.tools import run_tool
 from memdock.filters import MAX_FILTER_CONDITIONS
@@ -90,6 +94,44 @@ def test_a_dify_tool_and_the_credential_check_never_show_the_password(guarded_pg
     assert "BackendUnavailable" in shown, shown  # the failure is reported ...
     assert SECRET not in shown, shown  # ... without the password
     assert SECRET not in str(refused.value) and "reach" in str(refused.value), str(refused.value)
+
+
+class DriverFault(Exception):
+    """An error of the store's driver that memdock does not map (it wraps it with the store's name)."""
+
+
+@pytest.fixture
+def faulty_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pgvector search mode raises `DriverFault`; everything else stays real."""
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise DriverFault("the driver lost its state")
+
+    for method in ("search", "keyword_search", "hybrid_search"):
+        monkeypatch.setattr(PgvectorBackend, method, fail)
+
+
+@pytest.mark.usefixtures("faulty_search")
+def test_an_error_wrapping_the_store_name_never_shows_the_password(guarded_pg: tuple[PgServer, str]) -> None:
+    _, url = guarded_pg
+    with Memory.open(url) as memory:
+        with pytest.raises(BackendUnavailable) as wrapped:
+            memory.search("tea", user_id="u1")
+        assert "pgvector (" in str(wrapped.value) and "DriverFault" in str(wrapped.value)  # the name is wrapped
+        assert SECRET not in str(wrapped.value) and SECRET not in memory.name
+        with memdock_app_server(memory) as base:
+            answers = _calls(base)
+    assert {name: r.status_code for name, r in answers.items()} == dict.fromkeys(answers, 503)
+    assert "password=***" in answers["native"].text, answers["native"].text  # the wrapped name is in the body
+    for name, response in answers.items():
+        assert SECRET not in response.text, (name, response.text)
+    plain = url.replace(f"&password={SECRET}", "")
+    try:
+        outputs = run_tool("search_memory", {"backend_url": plain, "api_key": SECRET, "default_user_id": "u1"},
+                           {"query": "tea"})
+    finally:
+        close_all()
+    shown = json.dumps([[o.kind, o.value] for o in outputs], default=str)
+    assert "DriverFault" in shown and "password=***" in shown and SECRET not in shown, shown
 
 
 def test_retrieval_with_more_conditions_than_the_bound_is_refused_as_bad_input() -> None:
