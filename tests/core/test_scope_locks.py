@@ -1,5 +1,5 @@
 """`Memory` holds a write lock per exact scope: a writer that waits on a slow store holds up writers of the
-same scope only, and concurrent writers of one scope still store a text once."""
+same scope only (readers of no scope), and concurrent writers of one scope still store a text once."""
 
 from __future__ import annotations
 
@@ -37,6 +37,10 @@ def test_a_write_stuck_in_the_store_holds_up_its_own_scope_only() -> None:
         same_scope = pool.submit(memory.add, "queued behind it", user_id="slow")
         other = memory.add("another user's write", user_id="fast")  # would wait 30 s behind one global lock
         assert [r.event.value for r in other] == ["ADD"] and not stuck.done() and not same_scope.done()
+        # reads take no write lock: neither another scope's nor the stuck scope's wait for the store's write
+        assert [h.record.text for h in memory.search("write", user_id="fast")] == ["another user's write"]
+        assert memory.count(user_id="fast") == 1 and memory.list(user_id="slow").items == []
+        assert not stuck.done()
         GatedBackend.gate.set()
         assert stuck.result(timeout=10)[0].event.value == same_scope.result(timeout=10)[0].event.value == "ADD"
     assert memory.count(user_id="slow") == 2 and memory._scope_locks.held() == 0
