@@ -67,8 +67,12 @@ def _common(sub: argparse.ArgumentParser) -> None:
 
 
 def _open(url: str | None) -> Memory:
+    """The store at `url`, in a process whose malloc arenas are capped first (`memdock.malloc_arenas`: the
+    streaming commands stay in bounded memory with Chroma's threads writing)."""
+    from memdock.malloc_arenas import limit_arenas
     from memdock.memory import Memory
 
+    limit_arenas()
     return Memory.open(url)
 
 
