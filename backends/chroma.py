@@ -571,6 +571,7 @@ class ChromaBackend(Backend):
         re-raise. The caller holds the write locks (`_writing`) and ends the batch with `_commit`."""
         if any(r.vector is None for r in records):
             raise InvalidInput("records need vectors", field="vector")
+        self._free_ids(records)
         by_record: dict[str, builtins.list[HistoryEvent]] = {r.id: [] for r in records}
         for event in events:
             by_record.get(event.memory_id, []).append(event)
@@ -606,6 +607,27 @@ class ChromaBackend(Backend):
         if any(r.expires_at is not None for r in records):
             self._expiring = True
         return written
+
+    def _free_ids(self, records: Sequence[MemoryRecord]) -> None:
+        """Before new records go in: Chroma's ``add`` silently skips an id the collection holds, so a record
+        keeping one of their ids is dealt with first (one ``get`` per 1,000 ids): an expired one is gone
+        to every reader and is deleted (its carried ADD event kept in the history collection); a live one
+        makes the batch a `WriteConflict` (nothing written). So a batch never overlaps a stored record, and
+        rolling it back deletes only what it wrote."""
+        ids = [r.id for r in records]
+        now, expired = self.now(), []
+        for start in range(0, len(ids), _BATCH):
+            got = self._guard(lambda part=ids[start : start + _BATCH]: self._collection.get(
+                ids=part, include=["metadatas"]))
+            for memory_id, meta in zip(got["ids"], got["metadatas"], strict=True):
+                expires_at = (meta or {}).get("_expires_at")
+                if not (expires_at and datetime.fromisoformat(expires_at) <= now):
+                    raise WriteConflict(f"chroma at {self._where}: a memory with id {memory_id!r} is stored; "
+                                        "nothing of this batch was stored")
+                expired.append(memory_id)
+        if expired:
+            self._release_carried(expired)
+            self._guard(lambda: self._collection.delete(ids=expired))
 
     def _write_journal(self, written: _Written, writes: builtins.list[tuple[str, builtins.list[str]]]) -> None:
         """Journal a batch before its first write: one entry per write (id ``<batch>:<n>``, the write's ids

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from memdock.backend import Backend, BackendSettings, BackendURL
 from memdock.capabilities import Capability
 from memdock.embedding import Embedder
-from memdock.errors import EmbedderMismatch, InvalidInput
+from memdock.errors import EmbedderMismatch, InvalidInput, WriteConflict
 from memdock.filters import Filter, evaluate
 from memdock.hookspecs import hookimpl
 from memdock.keyword import BM25Index
@@ -202,8 +202,15 @@ class ReferenceBackend(Backend):
         return [r for r in candidates if where is None or evaluate(where, r)]
 
     def add(self, records: Sequence[MemoryRecord]) -> None:
-        """Store copies of the records atomically (under one lock)."""
+        """Store copies of the records atomically (under one lock). An id the store holds is free when its
+        record expired (that record is replaced); a live one makes the batch a `WriteConflict` (nothing is
+        stored): new records never overwrite a stored one."""
+        now = self.now()
         with self._store.lock:
+            for record in records:
+                held = self._store.records.get(record.id)
+                if held is not None and not held.is_expired(now):
+                    raise WriteConflict(f"a memory with id {record.id!r} is stored; nothing of this batch was stored")
             for record in records:
                 self._store.put(record)
 

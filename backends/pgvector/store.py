@@ -276,7 +276,7 @@ class PgvectorStore:
 
     def add_with_history(self, records: Sequence[MemoryRecord], events: Sequence[HistoryEvent]) -> None:
         """Records and their history events in ONE statement (one round trip, one transaction): expired rows
-        holding the same (scope, hash) are removed, the records inserted, the events appended. All or
+        holding the same (scope, hash) or the same id are removed, the records inserted, the events appended. All or
         nothing: when another writer stored one of the texts in the same scope meanwhile (the unique
         (scope, hash) index) or a record with one of the ids, the statement fails as a whole and
         `WriteConflict` says so; a fault during it leaves nothing either."""
@@ -297,9 +297,10 @@ class PgvectorStore:
                                      *stored_terms_sql(self._text_search, sql.Identifier("text"), sql.SQL(""))])
         statement = sql.SQL(
             "WITH incoming ({given}) AS MATERIALIZED ({incoming}),"
-            " expired AS (DELETE FROM {t} WHERE expires_at <= %s AND (COALESCE(user_id, ''), COALESCE(agent_id, ''),"
+            " expired AS (DELETE FROM {t} WHERE expires_at <= %s AND ((COALESCE(user_id, ''), COALESCE(agent_id, ''),"
             " COALESCE(run_id, ''), COALESCE(app_id, ''), hash) IN (SELECT COALESCE(user_id, ''),"
-            " COALESCE(agent_id, ''), COALESCE(run_id, ''), COALESCE(app_id, ''), hash FROM incoming) RETURNING 1),"
+            " COALESCE(agent_id, ''), COALESCE(run_id, ''), COALESCE(app_id, ''), hash FROM incoming)"
+            " OR id IN (SELECT id FROM incoming)) RETURNING 1),"
             # the scalar subquery runs the DELETE to completion before the first row is inserted
             " stored AS (INSERT INTO {t} ({columns}) SELECT {stored} FROM incoming"
             " WHERE (SELECT count(*) FROM expired) >= 0 RETURNING 1) "
