@@ -260,10 +260,15 @@ def _scope_of(meta: dict[str, Any]) -> Scope:
     return Scope(**{k: meta[f"scope.{k}"] for k in SCOPE_FIELDS if f"scope.{k}" in meta})
 
 
+def _expired(meta: dict[str, Any] | None, now: datetime) -> bool:
+    """Whether the record with this Chroma metadata had expired at `now` (`MemoryRecord.is_expired`)."""
+    expires_at = (meta or {}).get("_expires_at")
+    return isinstance(expires_at, str) and bool(expires_at) and datetime.fromisoformat(expires_at) <= now
+
+
 def _live_in(meta: dict[str, Any], scope: Scope, now: datetime) -> bool:
     """What `_candidates` keeps, read from a record's Chroma metadata alone: in `scope`, not expired."""
-    expires_at = meta.get("_expires_at")
-    return not (expires_at and datetime.fromisoformat(expires_at) <= now) and scope.contains(_scope_of(meta))
+    return not _expired(meta, now) and scope.contains(_scope_of(meta))
 
 
 def _from_chroma(memory_id: str, text: str, meta: dict[str, Any], vector: Any = None) -> MemoryRecord:
@@ -620,8 +625,7 @@ class ChromaBackend(Backend):
             got = self._guard(lambda part=ids[start : start + _BATCH]: self._collection.get(
                 ids=part, include=["metadatas"]))
             for memory_id, meta in zip(got["ids"], got["metadatas"], strict=True):
-                expires_at = (meta or {}).get("_expires_at")
-                if not (expires_at and datetime.fromisoformat(expires_at) <= now):
+                if not _expired(meta, now):
                     raise WriteConflict(f"chroma at {self._where}: a memory with id {memory_id!r} is stored; "
                                         "nothing of this batch was stored")
                 expired.append(memory_id)
