@@ -244,6 +244,13 @@ class Mem0Backend(Backend):
         current = self._dialect.get(memory_id)
         return self._dialect.history(memory_id, current.scope if current is not None else None)
 
+    def history_many(self, memory_ids: Sequence[str]) -> dict[str, builtins.list[HistoryEvent]]:
+        """`history` of each id, the memories read together first (one listing of the service where the
+        dialect's `get` reads one per id, as mem0ai-api's does), then one history request per id."""
+        current = self._dialect.get_many(builtins.list(dict.fromkeys(memory_ids)))
+        scopes = {memory_id: record.scope for memory_id, record in current.items()}
+        return {memory_id: self._dialect.history(memory_id, scopes.get(memory_id)) for memory_id in memory_ids}
+
     def close(self) -> None:
         """Close the HTTP connections."""
         self._transport.close()

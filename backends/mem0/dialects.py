@@ -67,13 +67,19 @@ class Dialect(ABC):
             raise MalformedResponse("expected a list (or {\"results\": [...]})", dialect=self.name, field=what)
         return items
 
-    def _full(self, items: list[Any], scope: Scope) -> list[Any]:
-        if len(items) >= self.max_items:
+    def _full(self, items: list[Any], scope: Scope, asked: int | None = None) -> list[Any]:
+        """`items`, a listing of the scope that asked for `asked` (default `max_items`) items; `Unsupported`
+        when it may be cut off (a scope is never read in part)."""
+        asked = self.max_items if asked is None else asked
+        if len(items) >= asked:
             raise Unsupported(
-                f"the scope {scope.ids()} holds {self.max_items} or more memories and the {self.name} dialect "
-                "cannot page through them; raise max_items if the service allows, or narrow the scope"
+                f"the scope {scope.ids()} holds {asked} or more memories and the {self.name} dialect "
+                f"cannot page through them; {self._raise_hint()}"
             )
         return items
+
+    def _raise_hint(self) -> str:
+        return "raise max_items if the service allows, or narrow the scope"
 
     def _ids(self, scope: Scope) -> dict[str, str]:
         """The scope as mem0's ids; never empty (mem0 services read or write every user without one)."""
@@ -161,6 +167,11 @@ def _is_uuid(memory_id: str) -> bool:
     return True
 
 
+LIST_LIMIT = 1000
+"""The most memories mem0's server lists at once (``top_k`` of ``GET /memories`` is at most 1000; it has no
+paging), whatever `max_items` says."""
+
+
 class ServerDialect(Dialect):
     """mem0's self-hosted REST server (``X-API-Key``), as mem0 2.x really answers:
 
@@ -203,9 +214,14 @@ class ServerDialect(Dialect):
         return None if item is None else self._record(item)
 
     def list_scope(self, scope: Scope) -> list[MemoryRecord]:
-        """``GET /memories?ids&top_k=max_items``."""
-        items = self._results(self._get("/memories", **self._ids(scope), top_k=self.max_items), "results")
-        return [self._record(item, scope) for item in self._full(items, scope)]
+        """``GET /memories?ids&top_k=N``, N = `max_items` up to the server's `LIST_LIMIT`."""
+        asked = min(self.max_items, LIST_LIMIT)
+        items = self._results(self._get("/memories", **self._ids(scope), top_k=asked), "results")
+        return [self._record(item, scope) for item in self._full(items, scope, asked)]
+
+    def _raise_hint(self) -> str:
+        return (f"mem0's server lists at most {LIST_LIMIT} memories of a scope (GET /memories has no paging), "
+                "so keep its scopes smaller (for example one run_id per conversation) or narrow the scope")
 
     def search(self, query: str, scope: Scope, limit: int) -> list[SearchHit]:
         """``POST /search`` with the scope inside ``filters``, ``threshold: 0``, ``explain: true``."""

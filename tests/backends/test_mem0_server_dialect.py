@@ -131,3 +131,21 @@ def test_messages_go_in_one_request_with_their_roles(server: tuple[StandIn, Mem0
                     "user_id": "u-chat", "metadata": {"src": "chat"}, "infer": False}
     assert [memory.get(r.record.id).metadata for r in results] == [{"src": "chat", "role": "user"},
                                                                    {"src": "chat", "role": "assistant"}]
+
+
+def test_a_listing_never_asks_the_server_for_more_than_it_lists() -> None:
+    """mem0's server refuses ``top_k`` above 1000 on ``GET /memories`` (a 422, the stand-in does the same)
+    and has no paging: with a larger `max_items` a list still asks for 1000, and a scope of 1000 memories
+    or more is refused with `Unsupported` naming the server's limit, never read in part."""
+    with mem0_server_standin() as (service, state), memdock.open(
+            f"mem0+http://{service.url}?dialect=server&max_items=5000") as memory:
+        memory.add([{"role": "user", "content": f"fact {n}"} for n in range(3)], user_id="few")
+        assert sorted(r.text for r in memory.list(user_id="few").items) == ["fact 0", "fact 1", "fact 2"]
+        listings = [s for s in sent(service, "GET", "/memories") if s.query["user_id"] == ["few"]]
+        assert {s.query["top_k"][0] for s in listings} == {"1000"}
+        httpx.post(f"http://{service.url}/memories", json={  # straight to the service: no duplicate checks
+            "messages": [{"role": "user", "content": f"fact {n}"} for n in range(1000)], "user_id": "many",
+            "infer": False}).raise_for_status()
+        with pytest.raises(memdock.Unsupported, match="at most 1000 memories of a scope"):
+            memory.count(user_id="many")
+        assert sum(1 for p in state.payloads.values() if p["user_id"] == "many") == 1000

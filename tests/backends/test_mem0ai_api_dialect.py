@@ -265,3 +265,20 @@ def test_a_batch_is_read_back_and_fetched_with_one_listing(tonori: tuple[StandIn
     before = len(sent(service, "GET", "/retrieve"))
     found = memory.backend.get_many([*ids, "00000000-0000-4000-8000-000000000000"])
     assert sorted(r.id for r in found) == sorted(ids) and len(sent(service, "GET", "/retrieve")) - before == 1
+
+
+def test_histories_of_a_batch_read_the_listing_once(tonori: tuple[StandIn, Mem0aiApiStandIn, Memory]) -> None:
+    """`Memory.histories` (migration and verification) takes each memory's scope from ONE listing, then
+    asks each history (``GET /retrieve/{id}``): not one whole listing per memory. A deleted memory has none."""
+    service, _, memory = tonori
+    ids = [r.record.id for r in memory.add([{"role": "user", "content": f"fact {n}"} for n in range(6)],
+                                           user_id="u1", agent_id="a1")]
+    memory.delete(ids[-1])
+    before = len(service.seen)
+    events = memory.histories(ids)
+    asked = [s.path for s in service.seen[before:] if s.method == "GET"]
+    assert asked.count("/retrieve") == 1
+    assert sorted(p for p in asked if p != "/retrieve") == sorted(f"/retrieve/{i}" for i in ids)
+    assert [[(e.event, e.new_text, e.scope) for e in events[i]] for i in ids[:-1]] == [
+        [(EventKind.ADD, f"fact {n}", memdock.Scope(user_id="u1", agent_id="a1"))] for n in range(5)]
+    assert events[ids[-1]] == []
