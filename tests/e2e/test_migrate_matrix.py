@@ -7,9 +7,11 @@ The full matrix moves `MATRIX_RECORDS` records per pair (in two scopes, small ba
 resuming cursors are exercised); `test_ten_thousand_records` moves `BIG_RECORDS` (10,000) records per pair
 of `BIG_PAIRS`: in CI both ways between the two persistent local stores, pgvector and embedded Chroma; every
 pair with ``MEMDOCK_MATRIX_BIG=all`` (too slow for CI: through the mem0 stand-ins every memory is a few
-HTTP requests and every duplicate check a search). Each test checks what arrived itself (text, scope,
-metadata, times where the destination keeps ids, history where both sides keep it), independently of the
-migration's own verification, which must also be clean.
+HTTP requests and every duplicate check a search). mem0's server lists at most 1,000 memories of a scope
+(it has no paging), so where it is one side the 10,000 records are spread over `WIDE_SCOPES` (20 of 500);
+elsewhere over the two `SCOPES`, 5,000 each, so that paging is exercised. Each test checks what arrived
+itself (text, scope, metadata, times where the destination keeps ids, history where both sides keep it),
+independently of the migration's own verification, which must also be clean.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ KINDS = ("memory", "chroma", "chroma+http", "pgvector", "memdock+http", "mem0-se
 MATRIX_RECORDS = 24
 BIG_RECORDS = int(os.environ.get("MEMDOCK_MATRIX_RECORDS", "10000"))
 SCOPES = (Scope(user_id="alice"), Scope(user_id="bob", agent_id="helper"))
+WIDE_SCOPES = tuple(Scope(user_id=f"user{n}", agent_id="helper" if n % 2 else None) for n in range(20))
 ALL_PAIRS = [pair for pair in itertools.product(KINDS, KINDS) if pair[0] != pair[1]]
 BIG_PAIRS = ALL_PAIRS if os.environ.get("MEMDOCK_MATRIX_BIG") == "all" else [("pgvector", "chroma"),
                                                                              ("chroma", "pgvector")]
@@ -66,16 +69,23 @@ def store_url(kind: str, folder: Path, request: pytest.FixtureRequest) -> Iterat
             yield f"mem0+http://{service.url}?dialect=mem0ai-api&server_embedder=hash&max_items=20000"
 
 
-def fill(memory: Memory, count: int) -> None:
-    """`count` records split over `SCOPES`, with metadata of several types; one update each where the store
+def scopes_for(source_kind: str, destination_kind: str, count: int) -> tuple[Scope, ...]:
+    """`WIDE_SCOPES` when mem0's server is one side and `SCOPES` would give it scopes it cannot list."""
+    if "mem0-server" in (source_kind, destination_kind) and count // len(SCOPES) >= 1000:
+        return WIDE_SCOPES
+    return SCOPES
+
+
+def fill(memory: Memory, count: int, scopes: tuple[Scope, ...]) -> None:
+    """`count` records split over `scopes`, with metadata of several types; one update each where the store
     can update (so history has two events)."""
-    per_scope = count // len(SCOPES)
-    for n, scope in enumerate(SCOPES):
+    per_scope = count // len(scopes)
+    for n, scope in enumerate(scopes):
         batch = [{"role": "user", "content": f"memory {n}-{i}: {uuid.uuid4().hex}"} for i in range(per_scope)]
         for start in range(0, len(batch), 500):
             memory.add(batch[start:start + 500], scope=scope, metadata={"topic": f"t{n}", "rank": n, "ok": True})
     if Capability.UPDATE in memory.capabilities:
-        for scope in SCOPES:
+        for scope in scopes:
             first = memory.list(scope=scope, limit=1).items[0]
             memory.update(first.id, metadata={**first.metadata, "edited": "yes"})
 
@@ -120,22 +130,23 @@ def run_pair(source_kind: str, destination_kind: str, count: int, batch: int, tm
         source = stack.enter_context(Memory.open(stack.enter_context(store_url(source_kind, tmp_path, request))))
         destination = stack.enter_context(
             Memory.open(stack.enter_context(store_url(destination_kind, tmp_path, request))))
-        fill(source, count)
-        for n, scope in enumerate(SCOPES):
+        scopes = scopes_for(source_kind, destination_kind, count)
+        fill(source, count, scopes)
+        for n, scope in enumerate(scopes):
             summary = migrate(source, destination, scope=scope, batch=batch,
                               checkpoint=tmp_path / f"checkpoint-{n}.sqlite")
             assert summary.verification is not None
             assert summary.ok, summary.lines()
-            assert summary.verification.records_checked == count // len(SCOPES)
-            assert summary.added == count // len(SCOPES)
+            assert summary.verification.records_checked == count // len(scopes)
+            assert summary.added == count // len(scopes)
             check_arrived(source, destination, scope, id_map(summary.id_map))
             again = migrate(source, destination, scope=scope, batch=batch, verify="sample",
                             checkpoint=tmp_path / f"checkpoint-{n}.sqlite")
             assert (again.added, again.ok) == (0, True)
             if count <= MATRIX_RECORDS:  # no checkpoint: the destination's own duplicate check (one query each)
                 fresh = migrate(source, destination, scope=scope, batch=batch)
-                assert (fresh.added, fresh.skipped, fresh.ok) == (0, count // len(SCOPES), True)
-            assert destination.count(scope=scope) == count // len(SCOPES)
+                assert (fresh.added, fresh.skipped, fresh.ok) == (0, count // len(scopes), True)
+            assert destination.count(scope=scope) == count // len(scopes)
 
 
 @pytest.mark.parametrize(("source_kind", "destination_kind"), ALL_PAIRS)

@@ -28,8 +28,19 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from memdock.urls import make_embedder
-from tests.helpers.mem0_standins import Reply, Seen, StandIn, fastapi_422, fastapi_missing, standin
+from tests.helpers.mem0_standins import (
+    Reply,
+    ScopeIndex,
+    Seen,
+    StandIn,
+    cosines,
+    fastapi_422,
+    fastapi_missing,
+    standin,
+)
 
 IDS = ("user_id", "agent_id", "run_id")
 IDENTITY = frozenset({*IDS, "actor_id"})
@@ -53,11 +64,6 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def _cosine(a: list[float], b: list[float]) -> float:
-    norms = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return 0.0 if norms == 0 else sum(x * y for x, y in zip(a, b, strict=True)) / norms
-
-
 def _terms(text: str) -> list[str]:
     return [t for t in "".join(c.lower() if c.isalnum() else " " for c in text).split() if t]
 
@@ -68,7 +74,9 @@ class Mem0ServerStandIn:
     def __init__(self, api_key: str | None = None) -> None:
         self.api_key = api_key
         self.payloads: dict[str, dict[str, Any]] = {}
-        self.vectors: dict[str, list[float]] = {}
+        self.vectors: dict[str, np.ndarray] = {}
+        self.terms: dict[str, list[str]] = {}
+        self.index = ScopeIndex(IDS)
         self.history: dict[str, list[dict[str, Any]]] = {}
         self.lock = threading.RLock()
         self.embedder = make_embedder("hash")
@@ -148,6 +156,16 @@ class Mem0ServerStandIn:
         payload = self.payloads[memory_id]
         return all(_matches(payload.get(key), condition) for key, condition in filters.items())
 
+    def _scoped(self, filters: dict[str, Any]) -> list[str]:
+        """The memories that match `filters`, oldest first."""
+        equal = {k: v for k, v in filters.items() if isinstance(v, str) and v != "*"}
+        found, exact = self.index.candidates(equal, self.payloads)
+        return found if exact and len(equal) == len(filters) else [i for i in found if self._in_scope(i, filters)]
+
+    def _embed(self, memory_id: str, text: str) -> None:
+        self.vectors[memory_id] = np.asarray(self.embedder.embed([text])[0])
+        self.terms[memory_id] = _terms(text)
+
     def _event(self, memory_id: str, old: str | None, new: str | None, event: str, when: str) -> None:
         payload = self.payloads[memory_id]
         self.history.setdefault(memory_id, []).append({
@@ -194,7 +212,8 @@ class Mem0ServerStandIn:
             if expiration is not None:
                 payload["expiration_date"] = expiration
             self.payloads[memory_id] = payload
-            self.vectors[memory_id] = self.embedder.embed([text])[0]
+            self._embed(memory_id, text)
+            self.index.put(memory_id, payload)
             self._event(memory_id, None, text, "ADD", when)
             result: dict[str, Any] = {"id": memory_id, "memory": text, "event": "ADD"}
             if not inferred:
@@ -209,7 +228,7 @@ class Mem0ServerStandIn:
         scope = {k: v[0] for k, v in seen.query.items() if k in IDS and v and v[0]}
         if not scope:
             return Reply(body={"results": [self._raw_item(i) for i in self.payloads]})
-        found = [i for i in self.payloads if self._in_scope(i, scope)]
+        found = self._scoped(scope)
         return Reply(body={"results": [self._item(i) for i in found[: max(top_k, 1)]]})
 
     def _get(self, memory_id: str, request_id: str) -> Reply:
@@ -236,11 +255,11 @@ class Mem0ServerStandIn:
         threshold = body.get("threshold")
         threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
         query = body["query"]
-        query_vector = self.embedder.embed([query])[0]
-        pool = [i for i in self.payloads if self._in_scope(i, filters)]
-        semantic = sorted(((max(0.0, _cosine(query_vector, self.vectors[i])), i) for i in pool), reverse=True)
+        pool = self._scoped(filters)
+        similarity = cosines(self.embedder.embed([query])[0], [self.vectors[i] for i in pool])
+        semantic = sorted(((max(0.0, cos), i) for cos, i in zip(similarity, pool, strict=True)), reverse=True)
         semantic = semantic[: max(top_k * 4, 60)]
-        keyword = _bm25(query, {i: self.payloads[i]["data"] for i in pool})
+        keyword = _bm25(query, {i: self.terms[i] for i in pool})
         max_possible = 2.0 if keyword else 1.0
         scored = []
         for sem, memory_id in semantic:
@@ -278,7 +297,7 @@ class Mem0ServerStandIn:
             payload["expiration_date"] = body["expiration_date"]
         when = _now()
         payload.update(data=text, hash=hashlib.md5(text.encode()).hexdigest(), text_lemmatized=text, updated_at=when)
-        self.vectors[memory_id] = self.embedder.embed([text])[0]
+        self._embed(memory_id, text)
         self._event(memory_id, old, text, "UPDATE", when)
         return Reply(body={"message": "Memory updated successfully!"})
 
@@ -292,13 +311,14 @@ class Mem0ServerStandIn:
 
     def _forget(self, memory_id: str) -> None:
         self._event(memory_id, self.payloads[memory_id]["data"], None, "DELETE", _now())
-        del self.payloads[memory_id], self.vectors[memory_id]
+        del self.payloads[memory_id], self.vectors[memory_id], self.terms[memory_id]
+        self.index.drop(memory_id)
 
     def _delete_all(self, seen: Seen) -> Reply:
         scope = {k: v[0] for k, v in seen.query.items() if k in IDS and v and v[0]}
         if not scope:
             return Reply(status=400, body={"detail": "At least one identifier is required."})
-        for memory_id in [i for i in self.payloads if self._in_scope(i, scope)]:
+        for memory_id in self._scoped(scope):
             self._forget(memory_id)
         return Reply(body={"message": "All relevant memories deleted"})
 
@@ -310,6 +330,8 @@ class Mem0ServerStandIn:
     def _reset(self) -> Reply:
         self.payloads.clear()
         self.vectors.clear()
+        self.terms.clear()
+        self.index.clear()
         self.history.clear()
         return Reply(body={"message": "All memories reset"})
 
@@ -330,14 +352,14 @@ def _matches(value: Any, condition: Any) -> bool:
     return all(op in tests and tests[op](value, operand) for op, operand in condition.items())
 
 
-def _bm25(query: str, documents: dict[str, str]) -> dict[str, float]:
-    """Okapi BM25 of the query's terms in each document that has one, squashed to [0, 1] with mem0's
-    sigmoid for short queries (midpoint 5, steepness 0.7); {} when no document has a query term."""
+def _bm25(query: str, tokenized: dict[str, list[str]]) -> dict[str, float]:
+    """Okapi BM25 of the query's terms in each document (by id, as terms) that has one, squashed to [0, 1]
+    with mem0's sigmoid for short queries (midpoint 5, steepness 0.7); {} when no document has a query term."""
     terms = set(_terms(query))
-    tokenized = {i: _terms(text) for i, text in documents.items()}
     if not terms or not tokenized:
         return {}
     average = sum(len(t) for t in tokenized.values()) / len(tokenized) or 1.0
+    holding = {term: sum(1 for t in tokenized.values() if term in t) for term in terms}
     scores = {}
     for memory_id, tokens in tokenized.items():
         raw = 0.0
@@ -345,7 +367,7 @@ def _bm25(query: str, documents: dict[str, str]) -> dict[str, float]:
             frequency = tokens.count(term)
             if not frequency:
                 continue
-            having = sum(1 for t in tokenized.values() if term in t)
+            having = holding[term]
             idf = math.log(1 + (len(tokenized) - having + 0.5) / (having + 0.5))
             raw += idf * frequency * 2.5 / (frequency + 1.5 * (0.25 + 0.75 * len(tokens) / average))
         if raw > 0:

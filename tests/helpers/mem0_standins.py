@@ -7,15 +7,18 @@ can pin what the client sent.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
 
 
 @dataclass
@@ -111,6 +114,76 @@ def standin(handler: Handler) -> Iterator[StandIn]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- what both stateful stand-ins keep: a scope index and the cosine --------------------------------------
+
+
+def _indexable(value: Any) -> bool:
+    """A JSON value that can be looked up by hash with the answers of ``==`` (not None, a list or an object)."""
+    return isinstance(value, str | int | float)
+
+
+class ScopeIndex:
+    """Memory ids by the values of their scope keys, so that a scoped read visits only its scope's memories
+    (10,000-record migrations through a stand-in stay linear). Reads answer what a scan over every memory
+    in insertion order would: `candidates` is a superset of the matches, in that order; callers still test
+    each candidate."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = tuple(keys)
+        self._members: dict[tuple[str, Any], set[str]] = {}
+        self._entries: dict[str, list[tuple[str, Any]]] = {}
+        self._position: dict[str, int] = {}
+        self._counter = itertools.count()
+
+    def put(self, memory_id: str, payload: Mapping[str, Any]) -> None:
+        """Index a memory under its payload's scope values (again after a change); it keeps its first place."""
+        self._unlink(memory_id)
+        self._position.setdefault(memory_id, next(self._counter))
+        entries = [(key, payload[key]) for key in self.keys if _indexable(payload.get(key))]
+        for entry in entries:
+            self._members.setdefault(entry, set()).add(memory_id)
+        self._entries[memory_id] = entries
+
+    def drop(self, memory_id: str) -> None:
+        """Forget a memory."""
+        self._unlink(memory_id)
+        self._position.pop(memory_id, None)
+
+    def clear(self) -> None:
+        """Forget every memory."""
+        self._members.clear()
+        self._entries.clear()
+        self._position.clear()
+
+    def candidates(self, equal: Mapping[str, Any], every: Iterable[str]) -> tuple[list[str], bool]:
+        """The ids that can satisfy the equality conditions `equal`, in insertion order, and whether they
+        are exactly those that do (every condition names a scope key by an indexable value). Not exact: the
+        ids under the rarest value named, or all of `every` when none is."""
+        pools = [self._members.get((key, value), set()) for key, value in equal.items()
+                 if key in self.keys and _indexable(value)]
+        if not pools:
+            return list(every), False
+        pools.sort(key=len)
+        found = pools[0].intersection(*pools[1:]) if len(pools) == len(equal) else pools[0]
+        return sorted(found, key=self._position.__getitem__), len(pools) == len(equal)
+
+    def _unlink(self, memory_id: str) -> None:
+        for entry in self._entries.pop(memory_id, []):
+            self._members[entry].discard(memory_id)
+
+
+def cosines(query: Sequence[float], vectors: Sequence[Any]) -> list[float]:
+    """The cosine of `query` with each of `vectors` (0 where either has no length)."""
+    if not vectors:
+        return []
+    matrix = np.asarray(vectors, dtype=np.float64)
+    target = np.asarray(query, dtype=np.float64)
+    norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(target)
+    dots = matrix @ target
+    safe = np.where(norms == 0, 1.0, norms)
+    return [float(x) for x in np.where(norms == 0, 0.0, dots / safe)]
 
 
 # -- FastAPI's validation answers (both real mem0 services are FastAPI apps) -------------------------------

@@ -23,7 +23,6 @@ Similarity uses memdock's deterministic ``hash`` embedder.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import uuid
@@ -32,8 +31,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from memdock.urls import make_embedder
-from tests.helpers.mem0_standins import Reply, Seen, StandIn, fastapi_422, standin
+from tests.helpers.mem0_standins import Reply, ScopeIndex, Seen, StandIn, cosines, fastapi_422, standin
 
 IDS = ("user_id", "agent_id", "run_id")
 UNAUTHORIZED = {"code": 401, "error": "Unauthorized_Error", "message": "Unauthorized"}
@@ -60,11 +61,6 @@ def _not_found(memory_id: str) -> Reply:
     return Reply(status=404, body={"detail": f"Memory {memory_id} not found"})
 
 
-def _cosine(a: list[float], b: list[float]) -> float:
-    norms = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return 0.0 if norms == 0 else sum(x * y for x, y in zip(a, b, strict=True)) / norms
-
-
 class Mem0aiApiStandIn:
     """The state and the routes. `auth_key` "" = no key required (tonori's default)."""
 
@@ -72,7 +68,8 @@ class Mem0aiApiStandIn:
         self.auth_key = auth_key
         self.decide = decide
         self.payloads: dict[str, dict[str, Any]] = {}
-        self.vectors: dict[str, list[float]] = {}
+        self.vectors: dict[str, np.ndarray] = {}
+        self.index = ScopeIndex(IDS)
         self.history: dict[str, list[dict[str, Any]]] = {}
         self.collection = True
         self.fail_next_reads = 0
@@ -142,7 +139,18 @@ class Mem0aiApiStandIn:
         return item
 
     def _matching(self, filters: dict[str, Any]) -> list[str]:
-        return [i for i, p in self.payloads.items() if all(p.get(k) == v for k, v in filters.items())]
+        found, exact = self.index.candidates(filters, self.payloads)
+        return found if exact else [i for i in found if all(self.payloads[i].get(k) == v for k, v in filters.items())]
+
+    def _put(self, memory_id: str, payload: dict[str, Any]) -> None:
+        self.payloads[memory_id] = payload
+        self.vectors[memory_id] = np.asarray(self.embedder.embed([payload["data"]])[0])
+        self.index.put(memory_id, payload)
+
+    def _ranked(self, query: str, ids: list[str]) -> list[tuple[float, str]]:
+        """(cosine with the query, id) of each memory, in `ids` order."""
+        vector = self.embedder.embed([query])[0]
+        return list(zip(cosines(vector, [self.vectors[i] for i in ids]), ids, strict=True))
 
     def _add_history(self, memory_id: str, old: str | None, new: str | None, event: str) -> None:
         self.history.setdefault(memory_id, []).append({
@@ -163,21 +171,18 @@ class Mem0aiApiStandIn:
         for key in IDS:
             if body.get(key):
                 filters[key] = metadata[key] = body[key]
-        query = self.embedder.embed([body["data"]])[0]
-        nearby = sorted(self._matching(filters), key=lambda i: -_cosine(query, self.vectors[i]))[:5]
+        nearby = [i for _, i in sorted(self._ranked(body["data"], self._matching(filters)), key=lambda s: -s[0])[:5]]
         existing = [{"id": i, "text": self.payloads[i]["data"], "metadata": dict(self.payloads[i])} for i in nearby]
         events = []
         for event, target, text in self.decide(body["data"], existing):
             if event == "add" and text is not None:
                 memory_id = str(uuid.uuid4())
-                self.payloads[memory_id] = {**metadata, "data": text, "created_at": int(time.time())}
-                self.vectors[memory_id] = self.embedder.embed([text])[0]
+                self._put(memory_id, {**metadata, "data": text, "created_at": int(time.time())})
                 self._add_history(memory_id, None, text, "add")
             elif event == "update" and target is not None and text is not None:
                 memory_id = target
                 old = self.payloads[memory_id]["data"]
-                self.payloads[memory_id] = {**metadata, "data": text, "updated_at": int(time.time())}
-                self.vectors[memory_id] = self.embedder.embed([text])[0]
+                self._put(memory_id, {**metadata, "data": text, "updated_at": int(time.time())})
                 self._add_history(memory_id, old, text, "update")
             elif event == "delete" and target is not None:
                 memory_id = target
@@ -198,8 +203,7 @@ class Mem0aiApiStandIn:
             return _server_error()
         filters = dict(body.get("filters") or {})
         filters |= {k: body[k] for k in IDS if body.get(k)}
-        query = self.embedder.embed([body["query"]])[0]
-        ranked = sorted(((_cosine(query, self.vectors[i]), i) for i in self._matching(filters)), reverse=True)
+        ranked = sorted(self._ranked(body["query"], self._matching(filters)), reverse=True)
         return _ok([self._item(i, score) for score, i in ranked[:limit]])
 
     def _retrieve(self, seen: Seen) -> Reply:
@@ -222,14 +226,14 @@ class Mem0aiApiStandIn:
             return Reply(status=422, body={"detail": [{"type": "missing", "loc": ["query", "data"],
                                                        "msg": "Field required", "input": None}]})
         old = self.payloads[memory_id]["data"]
-        self.payloads[memory_id] = {"data": data[0], "updated_at": int(time.time())}
-        self.vectors[memory_id] = self.embedder.embed([data[0]])[0]
+        self._put(memory_id, {"data": data[0], "updated_at": int(time.time())})
         self._add_history(memory_id, old, data[0], "update")
         return _ok()
 
     def _forget(self, memory_id: str) -> None:
         self._add_history(memory_id, self.payloads[memory_id]["data"], None, "delete")
         del self.payloads[memory_id], self.vectors[memory_id]
+        self.index.drop(memory_id)
 
     def _delete(self, memory_id: str) -> Reply:
         self._forget(memory_id)
@@ -246,6 +250,7 @@ class Mem0aiApiStandIn:
     def _reset(self) -> Reply:
         self.payloads.clear()
         self.vectors.clear()
+        self.index.clear()
         self.history.clear()
         self.collection = False
         return Reply(status=204)
