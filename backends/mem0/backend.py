@@ -209,8 +209,13 @@ class Mem0Backend(Backend):
         """A memory of exactly this scope and text: the service's search ranks an identical text first,
         so its best candidates are compared with memdock's own hash (mem0's hash differs). When every
         candidate is this text in a narrower scope (``user_id=u`` also finds ``u``'s agents' memories), the
-        copy in exactly this scope may rank behind them: then the whole scope is read (`find_by_hash`)."""
-        hits = _ranked(self._dialect.search(text, scope, DEDUP_CANDIDATES))[:DEDUP_CANDIDATES]
+        copy in exactly this scope may rank behind them: then the whole scope is read (`find_by_hash`). A
+        dialect that can tell from a small search that it holds any copy (`Dialect.duplicate_candidates`)
+        answers from it; otherwise the search asks for as many candidates as `search` does."""
+        nearest = self._dialect.duplicate_candidates(text, scope)
+        if nearest is None:
+            nearest = self._dialect.search(text, scope, DEDUP_CANDIDATES)
+        hits = _ranked(nearest)[:DEDUP_CANDIDATES]
         candidates = [h.record for h in hits]
         for record in candidates:
             if record.scope == scope and record.hash == text_hash:

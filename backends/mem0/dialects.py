@@ -121,6 +121,11 @@ class Dialect(ABC):
     def search(self, query: str, scope: Scope, limit: int) -> list[SearchHit]:
         """At most `limit` candidates with memdock scores (the clamped cosine), in the service's order."""
 
+    def duplicate_candidates(self, text: str, scope: Scope) -> list[SearchHit] | None:
+        """Candidates for a stored copy of `text` in `scope` from a search cheaper than `search`'s, when the
+        dialect can tell that they include any copy; None (the default): the caller uses `search`."""
+        return None
+
     @abstractmethod
     def update(self, record: MemoryRecord, metadata: dict[str, Any]) -> None:
         """Give the memory `record.id` the text `record.text` and exactly the wire `metadata`;
@@ -167,6 +172,8 @@ def _is_uuid(memory_id: str) -> bool:
     return True
 
 
+DUPLICATE_SEARCH = 20
+"""How many results the server's duplicate check asks for first (`ServerDialect.duplicate_candidates`)."""
 LIST_LIMIT = 1000
 """The most memories mem0's server lists at once (``top_k`` of ``GET /memories`` is at most 1000; it has no
 paging), whatever `max_items` says."""
@@ -230,6 +237,27 @@ class ServerDialect(Dialect):
         return [SearchHit(record=self._record(item, scope), score=_semantic_score(item, self.name))
                 for item in self._results(self._read_post("/search", body), "results")]
 
+    def duplicate_candidates(self, text: str, scope: Scope) -> list[SearchHit] | None:
+        """The nearest memories to `text` from a search of `DUPLICATE_SEARCH` results (`search` asks for
+        `max_items`), when that is enough to hold a stored copy of `text`; None when it may not be.
+
+        The server ranks its semantic candidates (``max(top_k * 4, 60)`` of them) by its blended score, at
+        least ``semantic / max_possible_score``, and a stored copy of the text has the semantic score 1
+        (the same text, the same embedding). So a copy is among the results when they are fewer than asked
+        (the whole candidate pool came back), or when the last of them scores below ``0.99 /
+        max_possible_score`` (the copy would rank above it). Otherwise, or when the server explains no
+        score, None: the caller searches wide."""
+        body = {"query": text, "filters": self._ids(scope), "top_k": DUPLICATE_SEARCH, "threshold": 0,
+                "explain": True}
+        items = self._results(self._read_post("/search", body), "results")
+        hits = [SearchHit(record=self._record(item, scope), score=_semantic_score(item, self.name)) for item in items]
+        if len(items) < DUPLICATE_SEARCH:
+            return hits
+        lowest = min(_blend(item) for item in items)
+        if lowest is None or lowest[0] >= 0.99 / lowest[1]:
+            return None
+        return hits
+
     def update(self, record: MemoryRecord, metadata: dict[str, Any]) -> None:
         """``PUT /memories/{id}`` ``{text, metadata}``. The server merges ``metadata`` into what it stores
         and never removes a key, so every stored key the new metadata lacks is listed under
@@ -264,6 +292,18 @@ class ServerDialect(Dialect):
             return []
         entries = self._results(self._get(f"{self.memory_path(memory_id)}/history"), "history")
         return [history_entry_to_event(entry, self.name, fallback_scope=scope) for entry in entries]
+
+
+def _blend(item: Any) -> tuple[float, float] | None:
+    """(``score``, ``score_details.max_possible_score``) of a search result: the server's blended score and
+    its divisor; None when either is missing or not a positive number."""
+    details = item.get("score_details") if isinstance(item, Mapping) else None
+    score = item.get("score") if isinstance(item, Mapping) else None
+    bound = details.get("max_possible_score") if isinstance(details, Mapping) else None
+    numbers = [v for v in (score, bound) if isinstance(v, int | float) and not isinstance(v, bool) and v == v]
+    if len(numbers) != 2 or bound <= 0:
+        return None
+    return float(score), float(bound)
 
 
 def _semantic_score(item: Any, dialect: str) -> float:

@@ -149,3 +149,53 @@ def test_a_listing_never_asks_the_server_for_more_than_it_lists() -> None:
         with pytest.raises(memdock.Unsupported, match="at most 1000 memories of a scope"):
             memory.count(user_id="many")
         assert sum(1 for p in state.payloads.values() if p["user_id"] == "many") == 1000
+
+
+def searches(service: StandIn, since: int) -> list[int]:
+    """The ``top_k`` of every ``POST /search`` after request number `since`."""
+    return [s.body["top_k"] for s in service.seen[since:] if (s.method, s.path) == ("POST", "/search")]
+
+
+def store_directly(service: StandIn, user: str, texts: list[str]) -> None:
+    """Memories stored straight through the service (no memdock duplicate checks)."""
+    httpx.post(f"http://{service.url}/memories", json={
+        "messages": [{"role": "user", "content": t} for t in texts], "user_id": user, "infer": False,
+    }).raise_for_status()
+
+
+def test_the_duplicate_check_asks_a_small_search_when_it_is_enough(
+    server: tuple[StandIn, Mem0ServerStandIn, Memory],
+) -> None:
+    """Adding to a scope of many memories asks the server for 20 results, not for `max_items` (1000 items
+    to read per add): a stored copy of the text scores at least 1 / max_possible_score in the server's
+    blend, above the last of these results, so it would be among them."""
+    service, state, memory = server
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    store_directly(service, user, [f"note {n}: {uuid.uuid4().hex}" for n in range(60)])
+    existing = state.payloads[next(i for i, p in state.payloads.items() if p["user_id"] == user)]["data"]
+    before = len(service.seen)
+    again = memory.add(existing, user_id=user)[0]
+    assert again.event == "NONE" and again.record.text == existing
+    assert searches(service, before) == [20]
+    before = len(service.seen)
+    assert memory.add("a brand new note", user_id=user)[0].event == "ADD"
+    assert searches(service, before) == [20]
+    assert memory.count(user_id=user) == 61
+
+
+def test_a_crowded_neighbourhood_falls_back_to_the_wide_search(
+    server: tuple[StandIn, Mem0ServerStandIn, Memory],
+) -> None:
+    """When even the 20th result blends as high as a stored copy could, a copy might rank below it: the
+    check then asks for `max_items` candidates, and still finds the copy."""
+    service, state, memory = server
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    base = "alice likes green tea in the morning with honey and lemon at home before work every day"
+    store_directly(service, user, [f"{base} {n}" for n in range(40)] + [base])
+    before = len(service.seen)
+    again = memory.add(base, user_id=user)[0]
+    [small, wide] = [s for s in service.seen[before:] if (s.method, s.path) == ("POST", "/search")]
+    assert (small.body["top_k"], wide.body["top_k"]) == (20, 1000)
+    lowest = min(state._search(small).body["results"], key=lambda r: r["score"])
+    assert lowest["score"] >= 0.99 / lowest["score_details"]["max_possible_score"], "the crowded case"
+    assert again.event == "NONE" and memory.count(user_id=user) == 41
