@@ -11,10 +11,11 @@ as idempotent (the transport may retry them), writes never are. Scope ids are me
 from __future__ import annotations
 
 import contextlib
+import math
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 from urllib.parse import quote
 
 from memdock.backends.mem0.transport import NotFoundAnswer, Transport
@@ -253,10 +254,12 @@ class ServerDialect(Dialect):
         hits = [SearchHit(record=self._record(item, scope), score=_semantic_score(item, self.name)) for item in items]
         if len(items) < DUPLICATE_SEARCH:
             return hits
-        lowest = min(_blend(item) for item in items)
-        if lowest is None or lowest[0] >= 0.99 / lowest[1]:
+        blends = [_blend(item) for item in items]
+        scores = [blend for blend in blends if blend is not None]
+        if len(scores) < len(blends):
             return None
-        return hits
+        lowest, divisor = min(score for score, _ in scores), max(bound for _, bound in scores)
+        return hits if lowest < 0.99 / divisor else None
 
     def update(self, record: MemoryRecord, metadata: dict[str, Any]) -> None:
         """``PUT /memories/{id}`` ``{text, metadata}``. The server merges ``metadata`` into what it stores
@@ -300,10 +303,14 @@ def _blend(item: Any) -> tuple[float, float] | None:
     details = item.get("score_details") if isinstance(item, Mapping) else None
     score = item.get("score") if isinstance(item, Mapping) else None
     bound = details.get("max_possible_score") if isinstance(details, Mapping) else None
-    numbers = [v for v in (score, bound) if isinstance(v, int | float) and not isinstance(v, bool) and v == v]
-    if len(numbers) != 2 or bound <= 0:
+    if not (_finite(score) and _finite(bound)) or float(bound) <= 0:
         return None
     return float(score), float(bound)
+
+
+def _finite(value: Any) -> TypeGuard[float]:
+    """A number (not a bool) that is neither infinite nor NaN."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _semantic_score(item: Any, dialect: str) -> float:
