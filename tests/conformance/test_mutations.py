@@ -526,6 +526,14 @@ class ReusesDeletedIds(Clean):
         return stored
 
 
+class SkipsHeldIds(Clean):
+    """add silently skips a record whose id the store holds, even an expired one (Chroma's `add` does)."""
+
+    def add(self, records: Sequence[MemoryRecord]) -> None:
+        with self._store.lock:
+            super().add([r for r in records if r.id not in self._store.records])
+
+
 class AliasesTheStore(Clean):
     """get returns the stored object itself."""
 
@@ -667,6 +675,7 @@ MUTANTS: dict[str, tuple[type[Clean], tuple[str, ...]]] = {
     "aliases-the-store": (AliasesTheStore, ("crud",)),
     "history-swaps-metadata": (HistorySwapsMetadata, ("history",)),
     "update-drops-expiry": (UpdateDropsExpiry, ("ttl",)),
+    "skips-held-ids": (SkipsHeldIds, ("ttl",)),
     "accepts-unknown-settings": (AcceptsUnknownSettings, ("bad_input",)),
     "no-embedder-check": (NoEmbedderCheck, ("bad_input",)),
     "reset-keeps-history": (ResetKeepsHistory, ("crud",)),
