@@ -178,9 +178,10 @@ def _bm25_ctes(table: sql.Composable, where: sql.Composable, parts: RankingParts
         " cand AS MATERIALIZED (SELECT id, terms_length AS len, CASE WHEN {match} THEN term_freqs END AS freqs"
         "{distance} FROM {t} WHERE {w}),"
         " stats AS (SELECT count(*)::float8 AS n, COALESCE(sum(len), 0)::float8 AS total FROM cand),"
-        " tf AS MATERIALIZED (SELECT * FROM (SELECT cand.id, q.term, q.ord, (cand.freqs ->> q.term)::float8 AS f,"
-        " cand.len::float8 AS len FROM cand CROSS JOIN q WHERE cand.freqs IS NOT NULL) AS pairs"
-        " WHERE pairs.f IS NOT NULL),"
+        # each match looks its query terms up once (a lateral subquery: not a join filter and a projection)
+        " tf AS MATERIALIZED (SELECT cand.id, x.term, x.ord, x.f, cand.len::float8 AS len FROM cand CROSS JOIN"
+        " LATERAL (SELECT q.term, q.ord, (cand.freqs ->> q.term)::float8 AS f FROM q OFFSET 0) AS x"
+        " WHERE cand.freqs IS NOT NULL AND x.f IS NOT NULL),"
         " idf AS (SELECT q.term, q.ord,"
         " ln(1.0::float8 + (stats.n - COALESCE(d.df, 0) + 0.5::float8) / (COALESCE(d.df, 0) + 0.5::float8)) AS idf"
         " FROM q CROSS JOIN stats LEFT JOIN (SELECT term, count(*)::float8 AS df FROM tf GROUP BY term) d"
