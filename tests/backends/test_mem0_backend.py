@@ -30,16 +30,13 @@ SERVICE_GAPS = {
     "a_batch_and_metadata_changes_are_in_the_history": "the backend's history keeps no metadata (a gap of the service)",
     **dict.fromkeys((c.name for c in all_checks() if c.requires is Capability.KEYWORD_SEARCH), "keyword_search"),
 }
+TTL_CHECKS = dict.fromkeys((c.name for c in all_checks() if c.requires is Capability.TTL), "ttl")
 EXPECTED_NOT_APPLICABLE = {
-    "server": {"expired_memories_are_invisible_to_every_read": "ttl",
-               "an_expired_text_can_be_added_again": "ttl",
-               "an_update_keeps_the_expiry": "ttl",
+    "server": {**TTL_CHECKS,
                **SERVICE_GAPS,
                "reset_deletes_everything_when_supported":
                    "reset() is not supported: _ServerBackend cannot delete everything at once"},
-    "mem0ai-api": {"expired_memories_are_invisible_to_every_read": "ttl",
-                   "an_expired_text_can_be_added_again": "ttl",
-                   "an_update_keeps_the_expiry": "ttl",
+    "mem0ai-api": {**TTL_CHECKS,
                    **dict.fromkeys(UPDATE_CHECKS, "update"),
                    "history_records_add_update_delete": "history_after_delete",
                    "parallel_adds_are_all_kept": "concurrent_writes",

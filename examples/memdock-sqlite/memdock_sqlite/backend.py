@@ -33,7 +33,7 @@ from memdock import (
     Scope,
     SearchHit,
 )
-from memdock.errors import BackendUnavailable, EmbedderMismatch, InvalidInput
+from memdock.errors import BackendUnavailable, EmbedderMismatch, InvalidInput, WriteConflict
 from memdock.filters import Filter, evaluate
 from memdock.models import SCOPE_FIELDS
 from memdock.pagination import page_of
@@ -162,8 +162,17 @@ class SQLiteBackend(Backend):
     # -- the Backend contract -------------------------------------------------------------------------
 
     def add(self, records: Sequence[MemoryRecord]) -> None:
-        """Insert all records in one transaction."""
+        """Insert all records in one transaction. The id of an expired record is free again (that row is
+        deleted first); the id of a live one makes the batch a `WriteConflict`, with nothing stored."""
+        now = self.now()
         with self._transaction() as db:
+            for record in records:
+                row = db.execute(f"SELECT expires FROM {self._records} WHERE id = ?", [record.id]).fetchone()
+                if row is None:
+                    continue
+                if row[0] is None or datetime.fromisoformat(str(row[0])) > now:
+                    raise WriteConflict(f"a memory with id {record.id!r} is stored; nothing of this batch was stored")
+                db.execute(f"DELETE FROM {self._records} WHERE id = ?", [record.id])
             db.executemany(f"INSERT INTO {self._records} ({self._COLUMNS.replace('hash', 'scope_key, hash')})"
                            f" VALUES ({', '.join('?' * 13)})", [self._row(r) for r in records])
 
