@@ -43,7 +43,7 @@ ALL_PAIRS = [pair for pair in itertools.product(KINDS, KINDS) if pair[0] != pair
 BIG_PAIRS = ALL_PAIRS if os.environ.get("MEMDOCK_MATRIX_BIG") == "all" else [("pgvector", "chroma"),
                                                                              ("chroma", "pgvector")]
 """The pairs `test_ten_thousand_records` moves: in CI the two persistent local stores both ways; every pair
-with ``MEMDOCK_MATRIX_BIG=all`` (hours on 2 cores: see docs/portability.md)."""
+with ``MEMDOCK_MATRIX_BIG=all`` (about 66 minutes with ``-n 2`` on 2 cores: see docs/portability.md)."""
 
 
 @contextmanager
