@@ -17,19 +17,13 @@ from memdock.errors import WriteConflict
 from memdock.memory import Memory
 from memdock.models import EventKind, MemoryRecord, Scope, utcnow
 from memdock.validation import text_hash
+from tests.helpers.store_urls import store_url
 
 
 @pytest.fixture(params=["memory", "chroma", "chroma+http", "pgvector"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    tag = uuid.uuid4().hex[:8]
-    if request.param == "memory":
-        yield f"memory://ids-{tag}?embedder=hash"
-    elif request.param == "chroma":
-        yield f"chroma://{tmp_path}/db?embedder=hash"
-    elif request.param == "chroma+http":
-        yield f"{request.getfixturevalue('chroma_http_url')}?collection=ids_{tag}&embedder=hash"
-    else:
-        yield f"{request.getfixturevalue('pg_url')}&table=ids_{tag}&embedder=hash"
+    with store_url(request.param, tmp_path, request) as fresh:
+        yield fresh
 
 
 def record(memory_id: str, text: str, **extra: object) -> MemoryRecord:

@@ -5,7 +5,6 @@ defaults work on any backend."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,17 +15,13 @@ from memdock.errors import InvalidInput, Unsupported
 from memdock.memory import Memory
 from memdock.models import utcnow
 from tests.helpers.mem0_server_standin import mem0_server_standin
+from tests.helpers.store_urls import store_url
 
 
 @pytest.fixture(params=["memory", "chroma", "pgvector"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    tag = uuid.uuid4().hex[:8]
-    if request.param == "memory":
-        yield f"memory://every-{tag}?embedder=hash"
-    elif request.param == "chroma":
-        yield f"chroma://{tmp_path}/db?embedder=hash"
-    else:
-        yield f"{request.getfixturevalue('pg_url')}&table=every_{tag}&embedder=hash"
+    with store_url(request.param, tmp_path, request) as fresh:
+        yield fresh
 
 
 def test_list_every_pages_every_scope_once_and_resumes_in_a_new_instance(url: str) -> None:

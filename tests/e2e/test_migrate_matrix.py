@@ -20,8 +20,7 @@ import itertools
 import json
 import os
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -30,11 +29,8 @@ from memdock.capabilities import Capability
 from memdock.memory import Memory
 from memdock.migration import keeps_history, migrate
 from memdock.models import MemoryRecord, Scope
-from tests.helpers.mem0_server_standin import mem0_server_standin
-from tests.helpers.mem0ai_api_standin import mem0ai_api_standin
-from tests.helpers.memdock_server import memdock_app_server
+from tests.helpers.store_urls import KINDS, store_url
 
-KINDS = ("memory", "chroma", "chroma+http", "pgvector", "memdock+http", "mem0-server", "mem0ai-api")
 MATRIX_RECORDS = 24
 BIG_RECORDS = int(os.environ.get("MEMDOCK_MATRIX_RECORDS", "10000"))
 SCOPES = (Scope(user_id="alice"), Scope(user_id="bob", agent_id="helper"))
@@ -44,29 +40,6 @@ BIG_PAIRS = ALL_PAIRS if os.environ.get("MEMDOCK_MATRIX_BIG") == "all" else [("p
                                                                              ("chroma", "pgvector")]
 """The pairs `test_ten_thousand_records` moves: in CI the two persistent local stores both ways; every pair
 with ``MEMDOCK_MATRIX_BIG=all`` (about 66 minutes with ``-n 2`` on 2 cores: see docs/portability.md)."""
-
-
-@contextmanager
-def store_url(kind: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh, empty store of `kind` (the hash embedder where the client embeds); stopped afterwards."""
-    tag = uuid.uuid4().hex[:10]
-    if kind == "memory":
-        yield f"memory://m-{tag}?embedder=hash"
-    elif kind == "chroma":
-        yield f"chroma://{folder}/chroma-{tag}?embedder=hash"
-    elif kind == "chroma+http":
-        yield f"{request.getfixturevalue('chroma_http_url')}?collection=c{tag}&embedder=hash"
-    elif kind == "pgvector":
-        yield f"{request.getfixturevalue('pg_url')}&table=t{tag}&embedder=hash"
-    elif kind == "memdock+http":
-        with memdock_app_server(f"memory://served-{tag}?embedder=hash") as base:
-            yield f"memdock+http://{base.removeprefix('http://')}"
-    elif kind == "mem0-server":
-        with mem0_server_standin() as (service, _):
-            yield f"mem0+http://{service.url}?dialect=server&server_embedder=hash"
-    else:
-        with mem0ai_api_standin() as (service, _):
-            yield f"mem0+http://{service.url}?dialect=mem0ai-api&server_embedder=hash&max_items=20000"
 
 
 def scopes_for(source_kind: str, destination_kind: str, count: int) -> tuple[Scope, ...]:

@@ -89,10 +89,11 @@ FILTERS: list[Filter | None] = [None, parse_mem0_filter({"kind": "a"}), parse_me
                                 parse_mem0_filter({"kind": {"icontains": "B"}})]
 
 
-def compare_keyword_search(backend: Backend, ref: Backend, queries: int, limits: tuple[int, ...]) -> int:
+def compare_keyword_search(backend: Backend, ref: Backend, queries: int, limits: tuple[int, ...],
+                           tolerance: float) -> int:
     """`backend`'s keyword hits against the reference's (both holding `dataset`'s records) for `queries`
     random queries (plus `QUERIES`) in every scope, a scope with no records and, in the first scope, every
-    filter of `FILTERS`: the same ids in the same order, scores within 1e-9. Returns how many of the
+    filter of `FILTERS`: the same ids in the same order, scores within `tolerance`. Returns how many of the
     comparisons had hits."""
     compared = 0
     for query in random_queries(11, queries):
@@ -100,7 +101,7 @@ def compare_keyword_search(backend: Backend, ref: Backend, queries: int, limits:
             for where in FILTERS if scope == SCOPES[0] else [None]:
                 for limit in limits:
                     want = ref.keyword_search(query, scope, where, limit)
-                    assert_same(backend.keyword_search(query, scope, where, limit), want, 1e-9)
+                    assert_same(backend.keyword_search(query, scope, where, limit), want, tolerance)
                     compared += bool(want)
     return compared
 
