@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from memdock.scopes import SCOPE_FIELDS as SCOPE_FIELDS  # re-exported: the models name them
 
 """Names of the scope ids, in a fixed order. Filters may name them; metadata may not use them as keys."""
 
 MAX_SCOPE_ID_CHARS = 256
+_FORBIDDEN_ID_CHARACTERS = re.compile("[\x00-\x1f\ud800-\udfff]")
+"""Control characters and lone surrogates, which no scope id may contain."""
 
 
 def utcnow() -> datetime:
@@ -49,7 +52,7 @@ class Scope(BaseModel):
             raise ValueError("must not be empty")
         if len(value) > MAX_SCOPE_ID_CHARS:
             raise ValueError(f"must be at most {MAX_SCOPE_ID_CHARS} characters")
-        if any(ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        if _FORBIDDEN_ID_CHARACTERS.search(value):
             raise ValueError("must not contain control characters or lone surrogates")
         return value
 
@@ -90,11 +93,12 @@ class MemoryRecord(BaseModel):
     expires_at: datetime | None = None
     vector: list[float] | None = Field(default=None, repr=False)
 
-    @model_validator(mode="after")
-    def _utc_times(self) -> Self:
-        for name in ("created_at", "updated_at", "expires_at"):
-            object.__setattr__(self, name, as_utc(getattr(self, name)))
-        return self
+    @field_validator("created_at", "updated_at", "expires_at", mode="after")
+    @classmethod
+    def _utc_times(cls, value: datetime | None) -> datetime | None:
+        # a field validator, not a model one: pydantic runs a model's "after" validator again whenever an
+        # instance is passed to another model's field (every SearchHit), field validators only once
+        return value if value is None or value.tzinfo is UTC else as_utc(value)
 
     def is_expired(self, now: datetime) -> bool:
         """True when the record has an expiry at or before `now`."""
@@ -134,10 +138,10 @@ class HistoryEvent(BaseModel):
     scope: Scope
     created_at: datetime
 
-    @model_validator(mode="after")
-    def _utc_time(self) -> Self:
-        object.__setattr__(self, "created_at", as_utc(self.created_at))
-        return self
+    @field_validator("created_at", mode="after")
+    @classmethod
+    def _utc_time(cls, value: datetime) -> datetime:
+        return value if value.tzinfo is UTC else as_utc(value)
 
 
 class WriteResult(BaseModel):
