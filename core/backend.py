@@ -136,7 +136,9 @@ class Backend(ABC):
 
     All methods are synchronous and must be thread-safe when the backend declares `CONCURRENT_WRITES`.
     Reads take a non-empty `Scope` and must return only records it `contains`; expired records
-    (`expires_at <= now`) are invisible when `TTL` is declared.
+    (`expires_at <= now`) are invisible when `TTL` is declared. The records and hits a read returns are
+    the caller's: new objects sharing nothing mutable with what the backend keeps (the kit's ``crud``
+    group checks it); `Memory` hands them on without copying, dropping only their vectors.
     """
 
     name: ClassVar[str]

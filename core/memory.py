@@ -276,7 +276,7 @@ class Memory:
         else:
             hits = self._call(self.backend.search, self._query_vector(text), text, the_scope, where, limit)
         return [
-            SearchHit(record=_public(hit.record), score=hit.score)
+            hit if hit.record.vector is None else SearchHit(record=_public(hit.record), score=hit.score)
             for hit in hits
             if minimum is None or hit.score >= minimum
         ]
@@ -597,5 +597,6 @@ def _ids(user_id: str | None, agent_id: str | None, run_id: str | None, app_id: 
 
 
 def _public(record: MemoryRecord) -> MemoryRecord:
-    """The record as callers see it: without its vector."""
-    return record.model_copy(update={"vector": None})
+    """The record as callers see it: without its vector. A record the backend returned is the caller's
+    already (`Backend`), so one without a vector is handed on as it is."""
+    return record if record.vector is None else record.model_copy(update={"vector": None})
