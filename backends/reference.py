@@ -41,8 +41,8 @@ class _Store:
     """The shared state of one reference store, with the indexes that keep its reads proportional to what
     they return: record ids by scope id value and by (exact scope, hash), events by memory id, a
     matrix of the vectors (one row per record, rows of deleted records blanked) and a BM25 index of the
-    texts (`terms`). Every method expects
-    `lock` to be held by the caller."""
+    texts (`terms`). `generation` changes with every write (and when matrix rows move), so readers can
+    keep what they derived from it until then. Every method expects `lock` to be held by the caller."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -55,6 +55,9 @@ class _Store:
         self._row_of: dict[str, int] = {}
         self._row_ids: list[str | None] = []
         self._pending: dict[str, list[float]] = {}
+        self.generation = 0
+        self.expiring = 0
+        """How many stored records have an expiry (a search over a store without any checks none)."""
         self.terms = BM25Index()
 
     def put(self, record: MemoryRecord) -> None:
@@ -62,6 +65,8 @@ class _Store:
         self.drop(record.id)
         kept = _private_copy(record)
         self.records[kept.id] = kept
+        self.expiring += kept.expires_at is not None
+        self.generation += 1
         for name, value in kept.scope.ids().items():
             self._by_scope_id.setdefault((name, value), {})[kept.id] = None
         self._by_hash.setdefault((_scope_key(kept.scope), kept.hash), {})[kept.id] = None
@@ -74,6 +79,8 @@ class _Store:
         old = self.records.pop(memory_id, None)
         if old is None:
             return
+        self.expiring -= old.expires_at is not None
+        self.generation += 1
         for name, value in old.scope.ids().items():
             self._discard(self._by_scope_id, (name, value), memory_id)
         self._discard(self._by_hash, (_scope_key(old.scope), old.hash), memory_id)
@@ -91,6 +98,8 @@ class _Store:
         self._by_hash.clear()
         self.terms.clear()
         self._matrix, self._row_of, self._row_ids, self._pending = None, {}, [], {}
+        self.generation += 1
+        self.expiring = 0
 
     def ids_in(self, scope: Scope) -> Iterable[str]:
         """Ids of the records `scope` contains (expired ones included)."""
@@ -107,13 +116,29 @@ class _Store:
     def vectors_of(self, ids: Sequence[str]) -> Any:
         """The matrix rows of `ids` (records that carry vectors of the matrix's dimension), or None when
         some record has none there (then the caller ranks the records themselves)."""
-        for memory_id, vector in self._pending.items():
-            self._put_row(memory_id, vector)
-        self._pending.clear()
+        rows = self.rows_of(ids)
+        return None if rows is None else self._matrix[rows]
+
+    def rows_of(self, ids: Sequence[str]) -> Any:
+        """The matrix row numbers of `ids` (an index array for `matrix_rows`; valid until `generation`
+        changes), or None when some record has none (see `vectors_of`)."""
+        import numpy as np
+
+        self.flush()
         rows = [self._row_of.get(i) for i in ids]
         if self._matrix is None or any(r is None for r in rows):
             return None
+        return np.asarray(rows, dtype=np.intp)
+
+    def matrix_rows(self, rows: Any) -> Any:
+        """The vectors at the row numbers `rows` of `rows_of`, one matrix row each."""
         return self._matrix[rows]
+
+    def flush(self) -> None:
+        """Write the pending vectors to the matrix."""
+        for memory_id, vector in self._pending.items():
+            self._put_row(memory_id, vector)
+        self._pending.clear()
 
     def _put_row(self, memory_id: str, vector: Sequence[float]) -> None:
         import numpy as np  # here, not at module top: importing memdock and listing plugins stay cheap
@@ -128,6 +153,7 @@ class _Store:
             grown = np.zeros((size, self._matrix.shape[1]), dtype=np.float64)
             grown[: len(live)] = self._matrix[[row for _, row in live]]
             self._matrix = grown
+            self.generation += 1  # the rows moved
             self._row_of = {i: n for n, (i, _) in enumerate(live)}
             self._row_ids = [i for i, _ in live]
         self._matrix[len(self._row_ids)] = vector
@@ -184,6 +210,7 @@ class ReferenceBackend(Backend):
 
     def __init__(self, settings: ReferenceBackend.Settings, embedder: Embedder | None) -> None:
         self._store = _store_for(settings.name)
+        self._rows_cache: tuple[int, dict[tuple[str | None, ...], tuple[list[str], Any] | None]] = (-1, {})
         if embedder is not None:
             with self._store.lock:
                 known = self._store.embedder_identity
@@ -200,6 +227,25 @@ class ReferenceBackend(Backend):
             records = self._store.records
             candidates = [records[i] for i in self._store.ids_in(scope) if not records[i].is_expired(now)]
         return [r for r in candidates if where is None or evaluate(where, r)]
+
+    def _scope_rows(self, scope: Scope) -> tuple[list[str], Any] | None:
+        """The ids of `_visible(scope, None)` that carry vectors and their vectors (a matrix), or None when
+        one has no matrix row; for a store holding no expiring record, whose visibility does not change
+        with time. The ids and row numbers are kept per scope until the store's next write, so repeated
+        searches in a scope skip the walk over its records. Called under the store's lock."""
+        store = self._store
+        store.flush()
+        generation, kept = self._rows_cache
+        if generation != store.generation:
+            kept = {}
+            self._rows_cache = (store.generation, kept)
+        key = _scope_key(scope)
+        if key not in kept:
+            ids = [r.id for r in self._visible(scope, None) if r.vector is not None]
+            rows = store.rows_of(ids)
+            kept[key] = None if rows is None else (ids, rows)
+        found = kept[key]
+        return None if found is None else (found[0], store.matrix_rows(found[1]))
 
     def add(self, records: Sequence[MemoryRecord]) -> None:
         """Store copies of the records atomically (under one lock). An id the store holds is free when its
@@ -260,20 +306,27 @@ class ReferenceBackend(Backend):
         if vector is None:
             raise InvalidInput("the reference backend needs a query vector", field="vector")
         with self._store.lock:
+            found = self._scope_rows(scope) if where is None and not self._store.expiring else None
+            if found is not None and found[1].shape[1] == len(vector):
+                ids, matrix = found
+                records = self._store.records
+                return [SearchHit(record=_private_copy(records[ids[i]], vectors=False), score=cosine_to_score(c))
+                        for i, c in best_rows(vector, matrix, ids, limit)]
             candidates = [r for r in self._visible(scope, where) if r.vector is not None]
             matrix = self._store.vectors_of([r.id for r in candidates]) if candidates else None
             if matrix is None or matrix.shape[1] != len(vector):
                 hits = rank_by_cosine(vector, candidates, limit)
-                return [SearchHit(record=_private_copy(hit.record), score=hit.score) for hit in hits]
+                return [SearchHit(record=_private_copy(hit.record, vectors=False), score=hit.score) for hit in hits]
             best = best_rows(vector, matrix, [r.id for r in candidates], limit)
-            return [SearchHit(record=_private_copy(candidates[i]), score=cosine_to_score(c)) for i, c in best]
+            return [SearchHit(record=_private_copy(candidates[i], vectors=False), score=cosine_to_score(c))
+                    for i, c in best]
 
     def keyword_search(self, text: str, scope: Scope, where: Filter | None, limit: int) -> builtins.list[SearchHit]:
         """BM25 over exactly the matching records (`memdock.search_modes.keyword_ranking`)."""
         with self._store.lock:
             candidates = {r.id: r for r in self._visible(scope, where)}
             ranked = keyword_ranking(self._store.terms, text, list(candidates), limit)
-            return [SearchHit(record=_private_copy(candidates[i]), score=score) for i, score in ranked]
+            return [SearchHit(record=_private_copy(candidates[i], vectors=False), score=score) for i, score in ranked]
 
     def hybrid_search(
         self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
@@ -292,7 +345,7 @@ class ReferenceBackend(Backend):
             if matrix is None or matrix.shape[1] != len(vector):
                 matrix = np.asarray([candidates[i].vector for i in ids], dtype=np.float64)
             ranked = hybrid_ranking(self._store.terms, text, vector, ids, matrix, limit)
-            return [SearchHit(record=_private_copy(candidates[i]), score=score) for i, score in ranked]
+            return [SearchHit(record=_private_copy(candidates[i], vectors=False), score=score) for i, score in ranked]
 
     def list(self, scope: Scope, where: Filter | None, limit: int, cursor: str | None) -> Page:
         """A keyset page ordered by (created_at, id)."""
@@ -345,10 +398,23 @@ class ReferenceBackend(Backend):
 
 
 def _private_copy(record: MemoryRecord, *, vectors: bool = True) -> MemoryRecord:
-    """A copy that shares nothing mutable with `record` (metadata deep-copied, the vector's list copied:
-    its floats are immutable), much cheaper than a deep copy of the whole record."""
+    """A copy that shares nothing mutable with `record` (metadata copied all the way down, the vector's list
+    copied: its floats are immutable; without the vector unless `vectors`), much cheaper than a deep copy
+    of the whole record."""
     vector = list(record.vector) if vectors and record.vector is not None else None
-    return record.model_copy(update={"metadata": copy.deepcopy(record.metadata), "vector": vector})
+    return record.model_copy(update={"metadata": _copied(record.metadata), "vector": vector})
+
+
+def _copied(value: Any) -> Any:
+    """`copy.deepcopy` of a JSON value, several times faster: dicts and lists rebuilt, strings, numbers,
+    booleans and None shared (immutable), anything else deep-copied."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return copy.deepcopy(value)
 
 
 @hookimpl

@@ -9,6 +9,8 @@ import random
 import uuid
 from datetime import timedelta
 
+import pytest
+
 from memdock.backends.reference import ReferenceBackend
 from memdock.embedders.hashing import HashEmbedder
 from memdock.filters import Comparison
@@ -21,16 +23,19 @@ SCOPES = [Scope(user_id="u1"), Scope(user_id="u1", agent_id="a"), Scope(user_id=
 READ_SCOPES = [*SCOPES, Scope(user_id="u1", agent_id="b"), Scope()]
 
 
-def record(rng: random.Random, embedder: HashEmbedder) -> MemoryRecord:
+def record(rng: random.Random, embedder: HashEmbedder, expiring_share: float = 0.1) -> MemoryRecord:
     text = f"fact {rng.randrange(40)}"
     now = utcnow()
-    expires = now - timedelta(seconds=1) if rng.random() < 0.1 else None
+    expires = now - timedelta(seconds=1) if rng.random() < expiring_share else None
     return MemoryRecord(id=str(uuid.uuid4()), text=text, scope=rng.choice(SCOPES), metadata={"n": rng.randrange(5)},
                         hash=text_hash(text), vector=embedder.embed([text])[0], created_at=now, updated_at=now,
                         expires_at=expires)
 
 
-def test_indexes_answer_as_a_scan_after_random_writes() -> None:
+@pytest.mark.parametrize("expiring_share", [0.1, 0.0], ids=["some-expiring", "none-expiring"])
+def test_indexes_answer_as_a_scan_after_random_writes(expiring_share: float) -> None:
+    """With no expiring record in the store a search ranks the scope's kept matrix rows (`_scope_rows`),
+    otherwise every candidate; both answer as the scan, also when asked again before the next write."""
     rng = random.Random(7)
     embedder = HashEmbedder(dimension=16)
     backend = ReferenceBackend(ReferenceBackend.Settings(), embedder)
@@ -40,7 +45,7 @@ def test_indexes_answer_as_a_scan_after_random_writes() -> None:
     for step in range(400):
         roll = rng.random()
         if roll < 0.5 or not truth:
-            batch = [record(rng, embedder) for _ in range(rng.randrange(1, 4))]
+            batch = [record(rng, embedder, expiring_share) for _ in range(rng.randrange(1, 4))]
             new_events = [HistoryEvent(id=str(uuid.uuid4()), memory_id=r.id, event=EventKind.ADD, scope=r.scope,
                                        created_at=now, new_text=r.text) for r in batch]
             backend.add_with_history(batch, new_events)
@@ -49,7 +54,7 @@ def test_indexes_answer_as_a_scan_after_random_writes() -> None:
                 events.setdefault(event.memory_id, []).append(event)
         elif roll < 0.7:
             old = truth[rng.choice(sorted(truth))]
-            changed = record(rng, embedder).model_copy(update={"id": old.id, "scope": old.scope})
+            changed = record(rng, embedder, expiring_share).model_copy(update={"id": old.id, "scope": old.scope})
             backend.update(changed)
             truth[old.id] = changed
         elif roll < 0.95:
@@ -69,6 +74,8 @@ def test_indexes_answer_as_a_scan_after_random_writes() -> None:
             expected = rank_by_cosine(query, sorted(visible, key=lambda r: r.id), 5)
             assert [(h.record.id, round(h.score, 12)) for h in hits] == [
                 (h.record.id, round(h.score, 12)) for h in expected]
+            again = backend.search(query, "", scope, None, 5)
+            assert [(h.record.id, h.score) for h in again] == [(h.record.id, h.score) for h in hits]
             where = Comparison("n", "gte", 2)
             assert backend.count(scope, where) == sum(1 for r in visible if r.metadata["n"] >= 2)
             assert backend.count(scope, None) == len(visible)
