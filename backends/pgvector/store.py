@@ -32,9 +32,9 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psycopg
@@ -189,7 +189,7 @@ class PgvectorStore:
             raise
         except (psycopg.Error, OSError) as exc:
             raise BackendUnavailable(f"pgvector at {self._where}: {type(exc).__name__}: {_first_line(exc)}") from None
-        self._statements: dict[tuple[bool, str, bytes], bytes] = {}  # see `_rank`
+        self._statements: dict[tuple[Any, ...], bytes] = {}  # composed statements: `_nearest`, `_rank`
         self._pool_key, self._pool = _acquire_pool(settings)
         self._closed = False
 
@@ -228,27 +228,32 @@ class PgvectorStore:
             conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", [str(wanted)])
             _ef_search[conn] = wanted
 
-    def _scope_clause(self, scope: Scope) -> list[sql.Composable]:
+    def _scope_clause(self, scope: Scope, *, live_only: bool = True) -> list[sql.Composable]:
+        """The conditions of `scope` (one per id it sets, in `SCOPE_FIELDS` order) and, when `live_only`,
+        liveness: one parameter each, in that order."""
         clauses: list[sql.Composable] = [
             Bound(sql.SQL("{} = %s").format(sql.Identifier(name)), [value]) for name, value in scope.ids().items()
         ]
-        clauses.append(Bound(sql.SQL("(expires_at IS NULL OR expires_at > %s)"), [self.now()]))
+        if live_only:
+            clauses.append(Bound(sql.SQL("(expires_at IS NULL OR expires_at > %s)"), [self.now()]))
         return clauses
 
     def _where_clause(
-        self, conn: psycopg.Connection[Any], scope: Scope, where: Filter | None
+        self, conn: psycopg.Connection[Any], scope: Scope, where: Filter | None, *, live_only: bool = True
     ) -> list[sql.Composable] | None:
-        """SQL conditions for scope, liveness and filter; None when the filter must run in Python.
-        Raises `InvalidFilter` when the reference evaluator would raise on a record in scope."""
-        clauses = self._scope_clause(scope)
+        """SQL conditions for scope, liveness (unless not `live_only`) and filter; None when the filter must
+        run in Python. Raises `InvalidFilter` when the reference evaluator would raise on a live record in
+        scope."""
+        clauses = self._scope_clause(scope, live_only=live_only)
         if where is None:
             return clauses
         if needs_python(where):
             return None
         compiled = compile_filter(where)
         if compiled.raises.constant is not False:
+            live = clauses if live_only else self._scope_clause(scope)
             probe = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
-                self._table, sql.SQL(" AND ").join([*clauses, compiled.raises.sql]))
+                self._table, sql.SQL(" AND ").join([*live, compiled.raises.sql]))
             row = conn.execute(probe, params_of(probe)).fetchone()
             if row and row[0]:
                 fields = ordering_fields(where)
@@ -392,24 +397,50 @@ class PgvectorStore:
     def search(
         self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
     ) -> list[SearchHit]:
-        """The nearest live records in scope matching `where`, re-ranked exactly (ties by id)."""
+        """The nearest live records in scope matching `where`, re-ranked exactly (ties by id).
+
+        Liveness is checked on the hits: the index is asked without the expiry condition (which costs
+        every candidate a comparison), and asked again with it only when an expired record is among the
+        hits, so a table without expiring records pays nothing and an expired record is never returned."""
         if vector is None:
             raise InvalidInput("the pgvector backend needs a query vector", field="vector")
+        query_vector = _vector(vector)
+        now = self.now()
         with self._connection() as conn:
-            clauses = self._where_clause(conn, scope, where)
-            if clauses is None:
-                assert where is not None
+            if where is not None and needs_python(where):
                 return rank_by_cosine(vector, self._python_filtered(conn, scope, where, vectors=True), limit)
             self._ensure_ef_search(conn, max(self._settings.ef_search, min(limit * 2, 1000)))
-            query = sql.SQL(
-                "SELECT {}, embedding <=> %s AS distance FROM {} WHERE {} ORDER BY embedding <=> %s LIMIT %s"
-            ).format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), self._table,
-                                 sql.SQL(" AND ").join(clauses))
-            query_vector = _vector(vector)
-            where_params = params_of(sql.Composed(clauses))
-            rows = conn.execute(query, [query_vector, *where_params, query_vector, limit]).fetchall()
+            rows = self._nearest(conn, query_vector, scope, where, limit, now, live_only=False)
+            if any(row[10] is not None and row[10] <= now for row in rows):
+                rows = self._nearest(conn, query_vector, scope, where, limit, now, live_only=True)
         hits = [SearchHit(record=_record(row[:-1]), score=_score(row[-1])) for row in rows]
         return sorted(hits, key=lambda h: (-h.score, h.record.id))
+
+    def _nearest(self, conn: psycopg.Connection[Any], query_vector: Any, scope: Scope, where: Filter | None,
+                 limit: int, now: datetime, *, live_only: bool) -> builtins.list[Any]:
+        """The index's `limit` nearest rows in scope matching `where` (`COLUMNS` and the distance), with
+        the expiry condition when `live_only`. The vector travels in binary, the rows come back in binary;
+        without a filter the statement's text is composed once per set of scope ids and kept."""
+        clauses = self._where_clause(conn, scope, where, live_only=live_only) if where is not None else None
+        key = ("nearest", tuple(scope.ids()), live_only)
+        text = self._statements.get(key) if clauses is None else None
+        if text is None:
+            condition = sql.SQL(" AND ").join(clauses if clauses is not None
+                                             else self._scope_clause(scope, live_only=live_only))
+            text = sql.SQL(
+                "SELECT {}, embedding <=> %b AS distance FROM {} WHERE {} ORDER BY embedding <=> %b LIMIT %s"
+            ).format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), self._table, condition).as_bytes(conn)
+            if clauses is None:
+                self._remember(key, text)
+        params = [*scope.ids().values(), *([now] if live_only else [])] if clauses is None else params_of(
+            sql.Composed(clauses))
+        return conn.execute(text, [query_vector, *params, query_vector, limit], binary=True).fetchall()
+
+    def _remember(self, key: tuple[Any, ...], text: bytes) -> None:
+        """Keep a composed statement's text (at most `STATEMENT_CACHE_SIZE`; the cache is emptied when full)."""
+        if len(self._statements) >= STATEMENT_CACHE_SIZE:
+            self._statements.clear()
+        self._statements[key] = text
 
     def _ranking_clauses(self, conn: psycopg.Connection[Any], scope: Scope,
                          where: Filter | None) -> list[sql.Composable]:
@@ -436,9 +467,7 @@ class PgvectorStore:
             statement = (keyword_statement(self._table, clauses, COLUMNS, parts, limit) if vector is None
                          else hybrid_statement(self._table, clauses, COLUMNS, parts, vector, limit))
             text = statement.as_bytes(conn)
-            if len(self._statements) >= STATEMENT_CACHE_SIZE:
-                self._statements.clear()
-            self._statements[key] = text
+            self._remember(key, text)
         params = [*parts.params, *([] if vector is None else [vector]), *params_of(where), limit]
         return conn.execute(text, params).fetchall()
 
@@ -590,22 +619,14 @@ def _event_row(e: HistoryEvent) -> list[Any]:
 
 
 def _record(row: Sequence[Any]) -> MemoryRecord:
+    """The record of a row of `COLUMNS` (+ ``embedding``)."""
     vector = row[11] if len(row) > 11 else None
     if vector is not None:
         vector = [float(x) for x in (vector.to_list() if hasattr(vector, "to_list") else vector)]
     return MemoryRecord(
         id=row[0], text=row[1], scope=Scope(user_id=row[2], agent_id=row[3], run_id=row[4], app_id=row[5]),
-        metadata=row[6], hash=row[7], created_at=_utc(row[8]), updated_at=_utc(row[9]), expires_at=_utc(row[10]),
-        vector=vector,
+        metadata=row[6], hash=row[7], created_at=row[8], updated_at=row[9], expires_at=row[10], vector=vector,
     )
-
-
-@overload
-def _utc(value: datetime) -> datetime: ...
-@overload
-def _utc(value: None) -> None: ...
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
 
 
 def _score(distance: Any) -> float:

@@ -1,5 +1,6 @@
 """Round trips of the pgvector backend, counted from libpq's own protocol trace of the one pooled connection
-(``pool_max_size=1``) against a real PostgreSQL: a search is one statement, a one-message `Memory.add` two
+(``pool_max_size=1``) against a real PostgreSQL: a search is one statement (two when an expired record
+is among its hits), a one-message `Memory.add` two
 (the batch's duplicate check, then records and history together), the duplicate check of a whole batch
 one, with exactly the answers `find_by_hash` gives."""
 
@@ -118,6 +119,24 @@ def test_a_search_is_one_statement_and_one_round_trip(memory: Memory) -> None:
         assert (sent.round_trips, sent.executed) == (1, 1), sent.messages
         assert sent.statements[0].startswith("SELECT"), sent.statements
         assert not any("BEGIN" in s or "COMMIT" in s or "set_config" in s for s in sent.statements)
+
+
+def test_expiry_is_checked_on_the_hits_and_asked_of_the_index_only_when_one_expired(memory: Memory) -> None:
+    backend = memory.backend
+    scope = Scope(user_id="u1")
+    backend.add([record(f"live {n}", scope) for n in range(6)])
+    with traced(backend) as live:
+        hits = memory.search("live 1", scope=scope, limit=5, mode="vector")
+    assert len(hits) == 5 and (live.round_trips, live.executed) == (1, 1), live.messages
+    assert "expires_at >" not in live.statements[0], live.statements
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    expired = [record(f"gone {n}", scope, expires_at=past) for n in range(3)]  # same vectors: tied with all
+    backend.add(expired)
+    with traced(backend) as mixed:
+        hits = memory.search("live 1", scope=scope, limit=8, mode="vector")
+    assert sorted(h.record.text for h in hits) == sorted(f"live {n}" for n in range(6)), hits
+    assert (mixed.round_trips, mixed.executed) == (2, 2), mixed.messages
+    assert "expires_at >" not in mixed.statements[0] and "expires_at >" in mixed.statements[1], mixed.statements
 
 
 def test_a_search_wider_than_ef_search_sets_it_once_and_the_next_one_sets_it_back(memory: Memory) -> None:
