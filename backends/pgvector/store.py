@@ -12,9 +12,12 @@
   (`memdock.backends.pgvector.sql`); ``icontains`` (Python's casefold) is evaluated in Python over the scope.
 - Search: ``ORDER BY embedding <=> q`` with ``hnsw.iterative_scan`` and an ``hnsw.ef_search`` raised to
   the limit, so scoped and filtered searches return as many hits as exist (pgvector otherwise filters
-  after the index scan and returns too few); the hits are re-ranked exactly.
+  after the index scan and returns too few); the hits are re-ranked exactly. Expiry is checked on the
+  hits (the index is asked again with the condition only when one expired).
 - Keyword and hybrid search: one statement each, BM25 over the scope's candidates and the fusion computed
   in SQL (`memdock.backends.pgvector.keyword`); the statement text is composed once per scope/filter shape.
+- Statements are composed once per store and shape and kept as text (composing costs more than a
+  search's query); vectors travel in binary.
 - Writes: a batch and its history events are one statement, all or nothing (each row with its keyword
   terms); the unique (scope, hash) index makes dedup atomic across processes (`WriteConflict` when
   another writer got there first). Every other driver error becomes `BackendUnavailable` naming the
@@ -112,11 +115,6 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     _returned_at[conn] = time.monotonic()
 
 
-def _returned(conn: psycopg.Connection[Any]) -> None:
-    """The pool's ``reset`` callback: remember when the connection went back to the pool."""
-    _returned_at[conn] = time.monotonic()
-
-
 def _check(conn: psycopg.Connection[Any]) -> None:
     """The pool's ``check`` callback, without a round trip for a connection in recent use: a connection
     is checked with an empty query only when it has been idle for `IDLE_CHECK_SECONDS` or when the server
@@ -148,7 +146,7 @@ def _acquire_pool(settings: PgvectorBackend.Settings) -> tuple[tuple[str, int, i
         if shared is None:
             pool: ConnectionPool[Any] = ConnectionPool(
                 key[0], min_size=settings.pool_min_size, max_size=settings.pool_max_size,
-                timeout=float(settings.connect_timeout), configure=_configure, check=_check, reset=_returned,
+                timeout=float(settings.connect_timeout), configure=_configure, check=_check,
                 reconnect_timeout=float(settings.connect_timeout) * 4, name=f"memdock:{settings.location()}",
                 open=False,
             )
@@ -202,7 +200,12 @@ class PgvectorStore:
         `BackendUnavailable` naming the server without its password."""
         try:
             with self._pool.connection(timeout=float(self._settings.connect_timeout)) as conn:
-                yield conn
+                try:
+                    yield conn
+                finally:
+                    # when it goes back (for `_check`); not the pool's ``reset`` callback, with which the pool
+                    # hands the connection back in a worker thread, so the next call waits for that thread
+                    _returned_at[conn] = time.monotonic()
         except MemdockError:
             raise
         except psycopg.errors.ProgramLimitExceeded as exc:  # a text too long for PostgreSQL's own tsvector
@@ -293,10 +296,25 @@ class PgvectorStore:
             raise InvalidInput("records need vectors", field="vector")
         memdock_terms = self._text_search == MEMDOCK
         rows = [_row(r) + (_term_values(r.text) if memdock_terms else []) for r in records]
-        columns = list(zip(*rows, strict=True))
+        params: list[Any] = [*(list(column) for column in zip(*rows, strict=True)), self.now()]
+        if events:
+            params += [list(column) for column in zip(*(_event_row(e) for e in events), strict=True)]
+        with self._connection() as conn:
+            conn.execute(self._insert_statement(conn, bool(events)), params)
+
+    def _insert_statement(self, conn: psycopg.Connection[Any], with_events: bool) -> bytes:
+        """The text of `add_with_history`'s statement (composed once per store and kind): its parameters
+        are one array per column of `_row` (+ the terms' inputs), the time, then one array per column of
+        `_event_row` when `with_events`. The vectors travel in binary (as text, 384 floats cost more to
+        format than the insert takes)."""
+        key = ("insert", with_events)
+        text = self._statements.get(key)
+        if text is not None:
+            return text
+        memdock_terms = self._text_search == MEMDOCK
         kinds = _COLUMN_TYPES + (_TERM_TYPES if memdock_terms else ())
         incoming = sql.SQL("SELECT * FROM unnest({})").format(sql.SQL(", ").join(
-            sql.SQL("%s::{}[]").format(sql.SQL(kind)) for kind in kinds))
+            sql.SQL("%b::{}[]" if kind == "vector" else "%s::{}[]").format(sql.SQL(kind)) for kind in kinds))
         given = [*COLUMNS, "embedding", *(_TERM_INPUTS if memdock_terms else ())]
         stored = sql.SQL(", ").join([*map(sql.Identifier, [*COLUMNS, "embedding"]),
                                      *stored_terms_sql(self._text_search, sql.Identifier("text"), sql.SQL(""))])
@@ -312,19 +330,18 @@ class PgvectorStore:
         ).format(columns=sql.SQL(", ").join(map(sql.Identifier, [*COLUMNS, "embedding", *TERM_COLUMNS])),
                  given=sql.SQL(", ").join(map(sql.Identifier, given)), incoming=incoming, stored=stored,
                  t=self._table)
-        params: list[Any] = [*(list(column) for column in columns), self.now()]
-        if events:
+        if with_events:
             history = sql.SQL("SELECT * FROM unnest({})").format(sql.SQL(", ").join(
                 sql.SQL("%s::{}[]").format(sql.SQL(kind)) for kind in _HISTORY_TYPES))
             statement += sql.SQL(
                 "INSERT INTO {h} ({columns}) {history} WHERE (SELECT count(*) FROM stored) >= 0"
             ).format(h=self._history_table, columns=sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS)),
                      history=history)
-            params += [list(column) for column in zip(*(_event_row(e) for e in events), strict=True)]
         else:
             statement += sql.SQL("SELECT count(*) FROM stored")
-        with self._connection() as conn:
-            conn.execute(statement, params)
+        text = statement.as_bytes(conn)
+        self._remember(key, text)
+        return text
 
     def update(self, record: MemoryRecord) -> None:
         """Replace text, metadata, hash, times and vector; another memory holding the new text in the same
@@ -381,15 +398,18 @@ class PgvectorStore:
         if not wanted:
             return []
         keys = [[getattr(scope, name) or "" for name in SCOPE_FIELDS] + [digest] for scope, _, digest in wanted]
-        query = sql.SQL(
-            "SELECT w.n, {columns} FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
-            " WITH ORDINALITY AS w (user_id, agent_id, run_id, app_id, hash, n)"
-            " JOIN {t} t ON COALESCE(t.user_id, '') = w.user_id AND COALESCE(t.agent_id, '') = w.agent_id"
-            " AND COALESCE(t.run_id, '') = w.run_id AND COALESCE(t.app_id, '') = w.app_id AND t.hash = w.hash"
-            " WHERE t.expires_at IS NULL OR t.expires_at > %s"
-        ).format(columns=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in COLUMNS),
-                 t=self._table)
         with self._connection() as conn:
+            query = self._statements.get(("duplicates",))
+            if query is None:
+                query = sql.SQL(
+                    "SELECT w.n, {columns} FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+                    " WITH ORDINALITY AS w (user_id, agent_id, run_id, app_id, hash, n)"
+                    " JOIN {t} t ON COALESCE(t.user_id, '') = w.user_id AND COALESCE(t.agent_id, '') = w.agent_id"
+                    " AND COALESCE(t.run_id, '') = w.run_id AND COALESCE(t.app_id, '') = w.app_id AND t.hash = w.hash"
+                    " WHERE t.expires_at IS NULL OR t.expires_at > %s"
+                ).format(columns=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in COLUMNS),
+                         t=self._table).as_bytes(conn)
+                self._remember(("duplicates",), query)
             rows = conn.execute(query, [*(list(c) for c in zip(*keys, strict=True)), self.now()]).fetchall()
         found: dict[int, MemoryRecord] = {int(row[0]): _record(row[1:]) for row in rows}
         return [found.get(n) for n in range(1, len(wanted) + 1)]

@@ -139,6 +139,21 @@ def test_expiry_is_checked_on_the_hits_and_asked_of_the_index_only_when_one_expi
     assert "expires_at >" not in mixed.statements[0] and "expires_at >" in mixed.statements[1], mixed.statements
 
 
+def test_sequential_calls_never_wait_for_a_connection(pg_url: str) -> None:
+    """A connection is back in the pool when a call returns (a pool ``reset`` callback would hand it back
+    in a worker thread, and the next call would queue for it or open another connection)."""
+    url = f"{pg_url}&table=t_{uuid.uuid4().hex[:12]}&embedder=hash&pool_min_size=1&pool_max_size=4"
+    with memdock.open(url) as opened:
+        opened.add("warm the pool", user_id="u1")
+        pool = opened.backend._store._pool  # type: ignore[attr-defined]
+        pool.pop_stats()  # resets the counters
+        for n in range(40):
+            opened.add(f"fact {n}", user_id="u1")
+            opened.search(f"fact {n}", user_id="u1", limit=3, mode="vector")
+        stats = pool.pop_stats()
+    assert stats["requests_num"] == 80 + 40 and stats.get("requests_queued", 0) == 0, stats
+
+
 def test_a_search_wider_than_ef_search_sets_it_once_and_the_next_one_sets_it_back(memory: Memory) -> None:
     for n in range(80):
         memory.add(f"item {n}", user_id="u1")
