@@ -225,7 +225,7 @@ def hybrid_statement(table: sql.Composable, clauses: Sequence[sql.Composable], c
         " ORDER BY {weight} * (CASE WHEN cand.distance = 'NaN' THEN 0 ELSE GREATEST(0, LEAST(1, 1 - cand.distance))"
         " END) + {rest} * LEAST(1, COALESCE(bm25.raw / NULLIF(bound.bound, 0), 0)) DESC, cand.id COLLATE \"C\""
         " {limit}) SELECT {cols}, top.distance, top.raw, top.bound FROM top JOIN {t} m ON m.id = top.id) AS ranked"
-    ).format(ctes=_bm25_ctes(table, where, parts, sql.SQL("embedding <=> {}").format(Bound(sql.SQL("%s"), [vector]))),
+    ).format(ctes=_bm25_ctes(table, where, parts, sql.SQL("embedding <=> {}").format(Bound(sql.SQL("%b"), [vector]))),
              t=table, cols=_columns(columns, "m"), weight=weight, rest=rest,
              limit=Bound(sql.SQL("LIMIT %s"), [limit]))
 

@@ -489,7 +489,7 @@ class PgvectorStore:
             text = statement.as_bytes(conn)
             self._remember(key, text)
         params = [*parts.params, *([] if vector is None else [vector]), *params_of(where), limit]
-        return conn.execute(text, params).fetchall()
+        return conn.execute(text, params, binary=True).fetchall()
 
     def keyword_search(self, text: str, scope: Scope, where: Filter | None, limit: int) -> list[SearchHit]:
         """BM25 over the live records of `scope` matching `where`, with their statistics, in one statement
