@@ -57,7 +57,7 @@ class _Store:
         self._pending: dict[str, list[float]] = {}
         self.generation = 0
         self.expiring = 0
-        """How many stored records have an expiry (a search over a store without any checks none)."""
+        """How many stored records carry an expiry; while none does, a search need not check any."""
         self.terms = BM25Index()
 
     def put(self, record: MemoryRecord) -> None:

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
 
 COLUMNS = ("id", "text", "user_id", "agent_id", "run_id", "app_id", "metadata", "hash", "created_at", "updated_at",
            "expires_at")
+_EXPIRES_AT = COLUMNS.index("expires_at")
 HISTORY_COLUMNS = ("id", "memory_id", "event", "old_text", "new_text", "old_metadata", "new_metadata", "user_id",
                    "agent_id", "run_id", "app_id", "created_at")
 
@@ -431,7 +432,7 @@ class PgvectorStore:
                 return rank_by_cosine(vector, self._python_filtered(conn, scope, where, vectors=True), limit)
             self._ensure_ef_search(conn, max(self._settings.ef_search, min(limit * 2, 1000)))
             rows = self._nearest(conn, query_vector, scope, where, limit, now, live_only=False)
-            if any(row[10] is not None and row[10] <= now for row in rows):
+            if any(row[_EXPIRES_AT] is not None and row[_EXPIRES_AT] <= now for row in rows):
                 rows = self._nearest(conn, query_vector, scope, where, limit, now, live_only=True)
         hits = [SearchHit(record=_record(row[:-1]), score=_score(row[-1])) for row in rows]
         return sorted(hits, key=lambda h: (-h.score, h.record.id))
