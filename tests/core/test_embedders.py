@@ -117,6 +117,16 @@ def test_minilm_works_with_network_blocked(monkeypatch: pytest.MonkeyPatch) -> N
     assert minilm_module._runtime is not None
 
 
+def test_minilm_session_runs_two_threads_that_do_not_spin() -> None:
+    """A server's threads share the cores with the model: its thread pool waits without busy-spinning."""
+    MiniLMEmbedder().embed(["load the model"])
+    runtime = minilm_module._runtime
+    assert runtime is not None
+    options = runtime.session.get_session_options()
+    assert options.intra_op_num_threads == minilm_module.INTRA_OP_THREADS == 2
+    assert options.get_session_config_entry(minilm_module.SPINNING_ENTRY) == "0"
+
+
 def test_minilm_session_is_shared() -> None:
     MiniLMEmbedder().embed(["a"])
     runtime = minilm_module._runtime
