@@ -188,7 +188,7 @@ class PgvectorStore:
             raise
         except (psycopg.Error, OSError) as exc:
             raise BackendUnavailable(f"pgvector at {self._where}: {type(exc).__name__}: {_first_line(exc)}") from None
-        self._statements: dict[tuple[Any, ...], bytes] = {}  # composed statements: `_nearest`, `_rank`
+        self._statements: dict[tuple[Any, ...], bytes] = {}  # see `_statement`
         self._pool_key, self._pool = _acquire_pool(settings)
         self._closed = False
 
@@ -300,18 +300,15 @@ class PgvectorStore:
         params: list[Any] = [*(list(column) for column in zip(*rows, strict=True)), self.now()]
         if events:
             params += [list(column) for column in zip(*(_event_row(e) for e in events), strict=True)]
+        with_events = bool(events)
         with self._connection() as conn:
-            conn.execute(self._insert_statement(conn, bool(events)), params)
+            conn.execute(self._statement(conn, ("insert", with_events), lambda: self._insert_sql(with_events)),
+                         params)
 
-    def _insert_statement(self, conn: psycopg.Connection[Any], with_events: bool) -> bytes:
-        """The text of `add_with_history`'s statement (composed once per store and kind): its parameters
-        are one array per column of `_row` (+ the terms' inputs), the time, then one array per column of
-        `_event_row` when `with_events`. The vectors travel in binary (as text, 384 floats cost more to
-        format than the insert takes)."""
-        key = ("insert", with_events)
-        text = self._statements.get(key)
-        if text is not None:
-            return text
+    def _insert_sql(self, with_events: bool) -> sql.Composed:
+        """`add_with_history`'s statement: its parameters are one array per column of `_row` (+ the terms'
+        inputs), the time, then one array per column of `_event_row` when `with_events`. The vectors travel
+        in binary (as text, 384 floats cost more to format than the insert takes)."""
         memdock_terms = self._text_search == MEMDOCK
         kinds = _COLUMN_TYPES + (_TERM_TYPES if memdock_terms else ())
         incoming = sql.SQL("SELECT * FROM unnest({})").format(sql.SQL(", ").join(
@@ -340,9 +337,7 @@ class PgvectorStore:
                      history=history)
         else:
             statement += sql.SQL("SELECT count(*) FROM stored")
-        text = statement.as_bytes(conn)
-        self._remember(key, text)
-        return text
+        return statement
 
     def update(self, record: MemoryRecord) -> None:
         """Replace text, metadata, hash, times and vector; another memory holding the new text in the same
@@ -400,17 +395,14 @@ class PgvectorStore:
             return []
         keys = [[getattr(scope, name) or "" for name in SCOPE_FIELDS] + [digest] for scope, _, digest in wanted]
         with self._connection() as conn:
-            query = self._statements.get(("duplicates",))
-            if query is None:
-                query = sql.SQL(
-                    "SELECT w.n, {columns} FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
-                    " WITH ORDINALITY AS w (user_id, agent_id, run_id, app_id, hash, n)"
-                    " JOIN {t} t ON COALESCE(t.user_id, '') = w.user_id AND COALESCE(t.agent_id, '') = w.agent_id"
-                    " AND COALESCE(t.run_id, '') = w.run_id AND COALESCE(t.app_id, '') = w.app_id AND t.hash = w.hash"
-                    " WHERE t.expires_at IS NULL OR t.expires_at > %s"
-                ).format(columns=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in COLUMNS),
-                         t=self._table).as_bytes(conn)
-                self._remember(("duplicates",), query)
+            query = self._statement(conn, ("duplicates",), lambda: sql.SQL(
+                "SELECT w.n, {columns} FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+                " WITH ORDINALITY AS w (user_id, agent_id, run_id, app_id, hash, n)"
+                " JOIN {t} t ON COALESCE(t.user_id, '') = w.user_id AND COALESCE(t.agent_id, '') = w.agent_id"
+                " AND COALESCE(t.run_id, '') = w.run_id AND COALESCE(t.app_id, '') = w.app_id AND t.hash = w.hash"
+                " WHERE t.expires_at IS NULL OR t.expires_at > %s"
+            ).format(columns=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in COLUMNS),
+                     t=self._table))
             rows = conn.execute(query, [*(list(c) for c in zip(*keys, strict=True)), self.now()]).fetchall()
         found: dict[int, MemoryRecord] = {int(row[0]): _record(row[1:]) for row in rows}
         return [found.get(n) for n in range(1, len(wanted) + 1)]
@@ -425,11 +417,10 @@ class PgvectorStore:
         hits, so a table without expiring records pays nothing and an expired record is never returned."""
         if vector is None:
             raise InvalidInput("the pgvector backend needs a query vector", field="vector")
-        query_vector = _vector(vector)
-        now = self.now()
         with self._connection() as conn:
             if where is not None and needs_python(where):
                 return rank_by_cosine(vector, self._python_filtered(conn, scope, where, vectors=True), limit)
+            query_vector, now = _vector(vector), self.now()
             self._ensure_ef_search(conn, max(self._settings.ef_search, min(limit * 2, 1000)))
             rows = self._nearest(conn, query_vector, scope, where, limit, now, live_only=False)
             if any(row[_EXPIRES_AT] is not None and row[_EXPIRES_AT] <= now for row in rows):
@@ -442,26 +433,33 @@ class PgvectorStore:
         """The index's `limit` nearest rows in scope matching `where` (`COLUMNS` and the distance), with
         the expiry condition when `live_only`. The vector travels in binary, the rows come back in binary;
         without a filter the statement's text is composed once per set of scope ids and kept."""
-        clauses = self._where_clause(conn, scope, where, live_only=live_only) if where is not None else None
-        key = ("nearest", tuple(scope.ids()), live_only)
-        text = self._statements.get(key) if clauses is None else None
-        if text is None:
-            condition = sql.SQL(" AND ").join(clauses if clauses is not None
-                                             else self._scope_clause(scope, live_only=live_only))
-            text = sql.SQL(
+        clauses = (self._scope_clause(scope, live_only=live_only) if where is None
+                   else self._where_clause(conn, scope, where, live_only=live_only))
+        assert clauses is not None  # a filter SQL cannot evaluate is ranked by `search` itself
+
+        def compose() -> sql.Composable:
+            return sql.SQL(
                 "SELECT {}, embedding <=> %b AS distance FROM {} WHERE {} ORDER BY embedding <=> %b LIMIT %s"
-            ).format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), self._table, condition).as_bytes(conn)
-            if clauses is None:
-                self._remember(key, text)
-        params = [*scope.ids().values(), *([now] if live_only else [])] if clauses is None else params_of(
-            sql.Composed(clauses))
+            ).format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), self._table, sql.SQL(" AND ").join(clauses))
+
+        if where is None:  # `_scope_clause`'s parameters: the scope's ids, then the time
+            text = self._statement(conn, ("nearest", tuple(scope.ids()), live_only), compose)
+            params = [*scope.ids().values(), *([now] if live_only else [])]
+        else:
+            text, params = compose().as_bytes(conn), params_of(sql.Composed(clauses))
         return conn.execute(text, [query_vector, *params, query_vector, limit], binary=True).fetchall()
 
-    def _remember(self, key: tuple[Any, ...], text: bytes) -> None:
-        """Keep a composed statement's text (at most `STATEMENT_CACHE_SIZE`; the cache is emptied when full)."""
-        if len(self._statements) >= STATEMENT_CACHE_SIZE:
-            self._statements.clear()
-        self._statements[key] = text
+    def _statement(self, conn: psycopg.Connection[Any], key: tuple[Any, ...],
+                   compose: Callable[[], sql.Composable]) -> bytes:
+        """The text of the statement `key` names, composed by `compose` the first time and kept (at most
+        `STATEMENT_CACHE_SIZE`; the cache is emptied when full)."""
+        text = self._statements.get(key)
+        if text is None:
+            text = compose().as_bytes(conn)
+            if len(self._statements) >= STATEMENT_CACHE_SIZE:
+                self._statements.clear()
+            self._statements[key] = text
+        return text
 
     def _ranking_clauses(self, conn: psycopg.Connection[Any], scope: Scope,
                          where: Filter | None) -> list[sql.Composable]:
@@ -482,13 +480,9 @@ class PgvectorStore:
         long statement costs more than running it on a scope of a hundred) and reused, a prepared
         statement for psycopg after a few runs; the parameters travel apart, in the statement's order."""
         where = sql.SQL(" AND ").join(clauses)
-        key = (vector is None, parts.kind, where.as_bytes(conn))
-        text = self._statements.get(key)
-        if text is None:
-            statement = (keyword_statement(self._table, clauses, COLUMNS, parts, limit) if vector is None
-                         else hybrid_statement(self._table, clauses, COLUMNS, parts, vector, limit))
-            text = statement.as_bytes(conn)
-            self._remember(key, text)
+        text = self._statement(conn, (vector is None, parts.kind, where.as_bytes(conn)), lambda: (
+            keyword_statement(self._table, clauses, COLUMNS, parts, limit) if vector is None
+            else hybrid_statement(self._table, clauses, COLUMNS, parts, vector, limit)))
         params = [*parts.params, *([] if vector is None else [vector]), *params_of(where), limit]
         return conn.execute(text, params, binary=True).fetchall()
 
