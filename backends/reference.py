@@ -15,6 +15,7 @@ import builtins
 import copy
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
@@ -27,7 +28,7 @@ from memdock.hookspecs import hookimpl
 from memdock.keyword import BM25Index
 from memdock.models import SCOPE_FIELDS, HistoryEvent, MemoryRecord, Page, Scope, SearchHit
 from memdock.pagination import page_of
-from memdock.scoring import best_rows, cosine_to_score, rank_by_cosine
+from memdock.scoring import best_rows, cosine_to_score, rank_by_cosine, row_norms
 from memdock.search_modes import hybrid_ranking, keyword_ranking
 
 CAPABILITIES = frozenset(Capability) - {Capability.SERVER_SIDE_EMBEDDING, Capability.PERSISTENCE}
@@ -210,7 +211,7 @@ class ReferenceBackend(Backend):
 
     def __init__(self, settings: ReferenceBackend.Settings, embedder: Embedder | None) -> None:
         self._store = _store_for(settings.name)
-        self._rows_cache: tuple[int, dict[tuple[str | None, ...], tuple[list[str], Any] | None]] = (-1, {})
+        self._rows_cache: tuple[int, dict[tuple[str | None, ...], _ScopeRows | None]] = (-1, {})
         if embedder is not None:
             with self._store.lock:
                 known = self._store.embedder_identity
@@ -228,11 +229,13 @@ class ReferenceBackend(Backend):
             candidates = [records[i] for i in self._store.ids_in(scope) if not records[i].is_expired(now)]
         return [r for r in candidates if where is None or evaluate(where, r)]
 
-    def _scope_rows(self, scope: Scope) -> tuple[list[str], Any] | None:
-        """The ids of `_visible(scope, None)` that carry vectors and their vectors (a matrix), or None when
-        one has no matrix row; for a store holding no expiring record, whose visibility does not change
-        with time. The ids and row numbers are kept per scope until the store's next write, so repeated
-        searches in a scope skip the walk over its records. Called under the store's lock."""
+    def _scope_rows(self, scope: Scope) -> _ScopeRows | None:
+        """The ids of `_visible(scope, None)` that carry vectors, their vectors (a matrix) and its row norms,
+        or None when one has no matrix row; for a store holding no expiring record, whose visibility does
+        not change with time. Kept per scope until the store's next write, so repeated searches in a scope
+        skip the walk over its records, the copy of its rows and their norms. The scopes kept hold at most
+        twice the store's rows between them (the kept scopes are dropped first when a new one would pass
+        that). Called under the store's lock."""
         store = self._store
         store.flush()
         generation, kept = self._rows_cache
@@ -243,9 +246,11 @@ class ReferenceBackend(Backend):
         if key not in kept:
             ids = [r.id for r in self._visible(scope, None) if r.vector is not None]
             rows = store.rows_of(ids)
-            kept[key] = None if rows is None else (ids, rows)
-        found = kept[key]
-        return None if found is None else (found[0], store.matrix_rows(found[1]))
+            if rows is not None and len(ids) + sum(len(k.ids) for k in kept.values() if k) > 2 * len(store.records):
+                kept.clear()
+            matrix = None if rows is None else store.matrix_rows(rows)
+            kept[key] = None if matrix is None else _ScopeRows(ids, matrix, row_norms(matrix))
+        return kept[key]
 
     def add(self, records: Sequence[MemoryRecord]) -> None:
         """Store copies of the records atomically (under one lock). An id the store holds is free when its
@@ -307,11 +312,10 @@ class ReferenceBackend(Backend):
             raise InvalidInput("the reference backend needs a query vector", field="vector")
         with self._store.lock:
             found = self._scope_rows(scope) if where is None and not self._store.expiring else None
-            if found is not None and found[1].shape[1] == len(vector):
-                ids, matrix = found
+            if found is not None and found.matrix.shape[1] == len(vector):
                 records = self._store.records
-                return [SearchHit(record=_private_copy(records[ids[i]], vectors=False), score=cosine_to_score(c))
-                        for i, c in best_rows(vector, matrix, ids, limit)]
+                return [SearchHit(record=_private_copy(records[found.ids[i]], vectors=False), score=cosine_to_score(c))
+                        for i, c in best_rows(vector, found.matrix, found.ids, limit, norms=found.norms)]
             candidates = [r for r in self._visible(scope, where) if r.vector is not None]
             matrix = self._store.vectors_of([r.id for r in candidates]) if candidates else None
             if matrix is None or matrix.shape[1] != len(vector):
@@ -395,6 +399,16 @@ class ReferenceBackend(Backend):
         """`history` of each id, under one lock."""
         with self._store.lock:
             return {memory_id: self.history(memory_id) for memory_id in memory_ids}
+
+
+@dataclass(frozen=True)
+class _ScopeRows:
+    """A scope's ranked records as `ReferenceBackend._scope_rows` keeps them: their ids, their vectors (row
+    i is the vector of ``ids[i]``; a copy of the store's rows) and the norms of those rows."""
+
+    ids: list[str]
+    matrix: Any
+    norms: Any
 
 
 def _private_copy(record: MemoryRecord, *, vectors: bool = True) -> MemoryRecord:

@@ -39,16 +39,26 @@ def rank_by_cosine(vector: Sequence[float], records: Sequence[MemoryRecord], lim
     return [SearchHit(record=candidates[row], score=cosine_to_score(cosine)) for row, cosine in best]
 
 
-def best_rows(vector: Sequence[float], matrix: Any, ids: Sequence[str], limit: int) -> list[tuple[int, float]]:
+def row_norms(matrix: Any) -> Any:
+    """The Euclidean norm of every row of `matrix`, as `best_rows` computes them (for a caller that keeps
+    them beside a matrix it ranks many times)."""
+    import numpy as np
+
+    return np.linalg.norm(matrix, axis=1)
+
+
+def best_rows(vector: Sequence[float], matrix: Any, ids: Sequence[str], limit: int, *,
+              norms: Any = None) -> list[tuple[int, float]]:
     """The `limit` rows of `matrix` (a 2-D float array; row i is the vector of the record `ids[i]`) most
-    similar to `vector`, as (row, cosine rounded to `TIE_DIGITS`), in `rank_by_cosine`'s order."""
+    similar to `vector`, as (row, cosine rounded to `TIE_DIGITS`), in `rank_by_cosine`'s order. `norms`,
+    when given, must be `row_norms(matrix)` (computing them is most of the cost on a small matrix)."""
     import numpy as np
 
     if limit <= 0 or not ids:
         return []
     query = np.asarray(vector, dtype=np.float64)
-    norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
-    cosines = matrix @ query / np.where(norms == 0, 1.0, norms)
+    lengths = (row_norms(matrix) if norms is None else norms) * (np.linalg.norm(query) or 1.0)
+    cosines = matrix @ query / np.where(lengths == 0, 1.0, lengths)
     chosen: Any = range(len(ids))
     if len(ids) > limit:  # the best `limit`, plus every row tied with the last of them
         cutoff = cosines[np.argpartition(-cosines, limit - 1)[:limit]].min()

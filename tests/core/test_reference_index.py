@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from memdock.backends.reference import ReferenceBackend
+from memdock.backends.reference import ReferenceBackend, _scope_key
 from memdock.embedders.hashing import HashEmbedder
 from memdock.filters import Comparison
 from memdock.models import EventKind, HistoryEvent, MemoryRecord, Scope, utcnow
@@ -88,3 +88,24 @@ def test_indexes_answer_as_a_scan_after_random_writes(expiring_share: float) -> 
         assert {i: [e.id for e in h] for i, h in backend.history_many(sample).items()} == {
             i: [e.id for e in events.get(i, [])] for i in sample}
     assert backend.count_every() == len([r for r in truth.values() if not r.is_expired(utcnow())])
+
+
+def test_kept_scope_rows_stay_within_twice_the_stores_rows_and_answer_as_a_scan() -> None:
+    """Searching scope after scope (the whole store, each user, each pair) keeps the scopes' rows for the
+    next search, but never more than twice the store's rows at once; every answer is still the scan's."""
+    rng = random.Random(11)
+    embedder = HashEmbedder(dimension=16)
+    backend = ReferenceBackend(ReferenceBackend.Settings(), embedder)
+    records = [record(rng, embedder, expiring_share=0.0) for _ in range(120)]
+    backend.add(records)
+    query = embedder.embed(["fact 3"])[0]
+    most = 0
+    for scope in [Scope(), *READ_SCOPES, Scope(), *reversed(READ_SCOPES)]:
+        hits = backend.search(query, "", scope, None, 7)
+        expected = rank_by_cosine(query, sorted((r for r in records if scope.contains(r.scope)), key=lambda r: r.id), 7)
+        assert [(h.record.id, round(h.score, 12)) for h in hits] == [
+            (h.record.id, round(h.score, 12)) for h in expected]
+        kept = backend._rows_cache[1]
+        assert _scope_key(scope) in kept  # kept for the next search in this scope
+        most = max(most, sum(len(rows.ids) for rows in kept.values() if rows is not None))
+    assert 120 < most <= 240
