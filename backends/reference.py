@@ -335,12 +335,19 @@ class ReferenceBackend(Backend):
     def hybrid_search(
         self, vector: Sequence[float] | None, text: str, scope: Scope, where: Filter | None, limit: int
     ) -> builtins.list[SearchHit]:
-        """Every matching record's cosine and keyword score fused (`memdock.search_modes.hybrid_ranking`)."""
+        """Every matching record's cosine and keyword score fused (`memdock.search_modes.hybrid_ranking`);
+        without a filter in a store with no expiring record, over the scope's kept rows (`_scope_rows`)."""
         if vector is None:
             raise InvalidInput("the reference backend needs a query vector", field="vector")
         import numpy as np  # here, not at module top: importing memdock and listing plugins stay cheap
 
         with self._store.lock:
+            records = self._store.records
+            found = self._scope_rows(scope) if where is None and not self._store.expiring else None
+            if found is not None and found.matrix.shape[1] == len(vector):
+                ranked = hybrid_ranking(self._store.terms, text, vector, found.ids, found.matrix, limit,
+                                        norms=found.norms)
+                return [SearchHit(record=_private_copy(records[i], vectors=False), score=score) for i, score in ranked]
             candidates = {r.id: r for r in self._visible(scope, where) if r.vector is not None}
             ids = list(candidates)
             if not ids:

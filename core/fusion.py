@@ -38,9 +38,11 @@ __all__ = [
     "DEFAULT_VECTOR_WEIGHT",
     "Fused",
     "hybrid_fusion",
+    "hybrid_scores",
     "min_max",
     "reciprocal_rank_fusion",
     "weighted_score_fusion",
+    "weighted_scores",
 ]
 
 DEFAULT_RRF_K = 60.0
@@ -124,18 +126,28 @@ def weighted_score_fusion(
     A document missing from a ranking scores 0 there. A score outside [0, 1] is `InvalidInput` (normalise
     first, e.g. with `min_max`). Ranks for tie-breaking come from each mapping's scores (best first).
     """
-    checked = _check_weights(weights, len(scored))
     _check_limit(limit)
+    totals = weighted_scores(scored, weights)
+    return _order(totals, [_ranked(scores) for scores in scored], limit)
+
+
+def _ranked(scores: Mapping[str, float]) -> list[str]:
+    """The ids of `scores`, best score first, ties by id."""
+    return sorted(scores, key=lambda doc_id: (-scores[doc_id], doc_id))
+
+
+def weighted_scores(scored: Sequence[Mapping[str, float]], weights: Sequence[float]) -> dict[str, float]:
+    """`weighted_score_fusion`'s fused score of every document, unordered (for a caller that orders them
+    itself): the same checks, the same arithmetic."""
+    checked = _check_weights(weights, len(scored))
     total_weight = sum(checked)
     totals: dict[str, float] = {}
-    rankings: list[list[str]] = []
     for which, (scores, weight) in enumerate(zip(scored, checked, strict=True)):
         for doc_id, score in scores.items():
             if not (isinstance(score, int | float) and math.isfinite(score) and 0.0 <= score <= 1.0):
                 raise InvalidInput(f"score of {doc_id!r} must be in [0, 1], got {score!r}", field=f"scored[{which}]")
             totals[doc_id] = totals.get(doc_id, 0.0) + weight * score
-        rankings.append(sorted(scores, key=lambda doc_id: (-scores[doc_id], doc_id)))
-    return _order({d: min(1.0, t / total_weight) for d, t in totals.items()}, rankings, limit)
+    return {d: min(1.0, t / total_weight) for d, t in totals.items()}
 
 
 def min_max(scores: Mapping[str, float]) -> dict[str, float]:
@@ -167,6 +179,17 @@ def hybrid_fusion(
     into [0, 1] with the ``"bound"`` method of `memdock.keyword.BM25Index.normalised_scores`.
     `vector_weight` must be in [0, 1].
     """
+    return weighted_score_fusion([vector, keyword], _hybrid_weights(vector_weight), limit=limit)
+
+
+def hybrid_scores(
+    vector: Mapping[str, float], keyword: Mapping[str, float], *, vector_weight: float = DEFAULT_VECTOR_WEIGHT
+) -> dict[str, float]:
+    """`hybrid_fusion`'s fused score of every document, unordered (`weighted_scores`)."""
+    return weighted_scores([vector, keyword], _hybrid_weights(vector_weight))
+
+
+def _hybrid_weights(vector_weight: float) -> list[float]:
     if isinstance(vector_weight, bool) or not isinstance(vector_weight, int | float) or not 0 <= vector_weight <= 1:
         raise InvalidInput(f"must be a number in [0, 1], got {vector_weight!r}", field="vector_weight")
-    return weighted_score_fusion([vector, keyword], [vector_weight, 1.0 - vector_weight], limit=limit)
+    return [vector_weight, 1.0 - vector_weight]

@@ -47,6 +47,16 @@ def row_norms(matrix: Any) -> Any:
     return np.linalg.norm(matrix, axis=1)
 
 
+def row_cosines(vector: Sequence[float], matrix: Any, *, norms: Any = None) -> Any:
+    """The cosine of `vector` with every row of `matrix` (a 1-D array; a zero row or vector gives 0), as
+    `best_rows` ranks them before rounding; `norms` as there."""
+    import numpy as np
+
+    query = np.asarray(vector, dtype=np.float64)
+    lengths = (row_norms(matrix) if norms is None else norms) * (np.linalg.norm(query) or 1.0)
+    return matrix @ query / np.where(lengths == 0, 1.0, lengths)
+
+
 def best_rows(vector: Sequence[float], matrix: Any, ids: Sequence[str], limit: int, *,
               norms: Any = None) -> list[tuple[int, float]]:
     """The `limit` rows of `matrix` (a 2-D float array; row i is the vector of the record `ids[i]`) most
@@ -56,9 +66,7 @@ def best_rows(vector: Sequence[float], matrix: Any, ids: Sequence[str], limit: i
 
     if limit <= 0 or not ids:
         return []
-    query = np.asarray(vector, dtype=np.float64)
-    lengths = (row_norms(matrix) if norms is None else norms) * (np.linalg.norm(query) or 1.0)
-    cosines = matrix @ query / np.where(lengths == 0, 1.0, lengths)
+    cosines = row_cosines(vector, matrix, norms=norms)
     chosen: Any = range(len(ids))
     if len(ids) > limit:  # the best `limit`, plus every row tied with the last of them
         cutoff = cosines[np.argpartition(-cosines, limit - 1)[:limit]].min()

@@ -25,10 +25,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args
 
 from memdock.errors import InvalidInput
-from memdock.fusion import hybrid_fusion
+from memdock.fusion import hybrid_fusion, hybrid_scores
 from memdock.keyword import BM25Index
 from memdock.models import MemoryRecord, SearchHit
-from memdock.scoring import TIE_DIGITS, best_rows, cosine_to_score
+from memdock.scoring import TIE_DIGITS, cosine_to_score, row_cosines
 
 __all__ = [
     "HYBRID_CANDIDATES",
@@ -71,15 +71,19 @@ def keyword_ranking(index: BM25Index, text: str, candidate_ids: Sequence[str], l
 
 
 def hybrid_ranking(
-    index: BM25Index, text: str, vector: Sequence[float], candidate_ids: Sequence[str], matrix: Any, limit: int
+    index: BM25Index, text: str, vector: Sequence[float], candidate_ids: Sequence[str], matrix: Any, limit: int,
+    *, norms: Any = None,
 ) -> list[tuple[str, float]]:
     """The exact hybrid ranking of `candidate_ids` (all indexed in `index`; row i of the 2-D float array
-    `matrix` is the vector of ``candidate_ids[i]``): every candidate's vector score and keyword score fused
-    by `hybrid_fusion`; (id, score) best first, ties by id."""
-    cosines = {candidate_ids[row]: cosine_to_score(c) for row, c in best_rows(vector, matrix, candidate_ids,
-                                                                              len(candidate_ids))}
+    `matrix` is the vector of ``candidate_ids[i]``; `norms`, when given, its `row_norms`): every
+    candidate's vector score and keyword score fused by `hybrid_fusion` (its scores, `hybrid_scores`, ordered
+    here once); (id, score) best first, ties by id."""
+    if not candidate_ids:
+        return []
+    cosines = {doc_id: cosine_to_score(round(cosine, TIE_DIGITS))
+               for doc_id, cosine in zip(candidate_ids, row_cosines(vector, matrix, norms=norms).tolist(), strict=True)}
     keyword = index.normalised_scores(text, candidate_ids, method="bound")
-    return _ordered({fused.id: fused.score for fused in hybrid_fusion(cosines, keyword)}, limit)
+    return _ordered(hybrid_scores(cosines, keyword), limit)
 
 
 def fuse_hits(

@@ -11,9 +11,11 @@ from memdock.fusion import (
     DEFAULT_VECTOR_WEIGHT,
     Fused,
     hybrid_fusion,
+    hybrid_scores,
     min_max,
     reciprocal_rank_fusion,
     weighted_score_fusion,
+    weighted_scores,
 )
 
 # -- RRF ------------------------------------------------------------------------------------------------------
@@ -75,6 +77,8 @@ def test_rrf_limit_and_empty_inputs() -> None:
         (lambda: weighted_score_fusion([{"a": float("nan")}], [1]), "scored[0]"),
         (lambda: weighted_score_fusion([{"a": 0.5}], [1, 2]), "weights"),
         (lambda: hybrid_fusion({"a": 0.5}, {}, vector_weight=1.2), "vector_weight"),
+        (lambda: hybrid_scores({"a": 0.5}, {}, vector_weight=-0.1), "vector_weight"),
+        (lambda: weighted_scores([{"a": 0.5}, {"a": 1.01}], [1, 1]), "scored[1]"),
         (lambda: min_max({"a": float("inf")}), "scores"),
     ],
 )
@@ -126,6 +130,22 @@ def test_fused_scores_stay_in_the_unit_interval(seed: int) -> None:
         assert {hit.id for hit in fused} == set(vector) | set(keyword)
         assert all(0.0 <= hit.score <= 1.0 for hit in fused)
         assert [hit.score for hit in fused] == sorted((hit.score for hit in fused), reverse=True)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_unordered_scores_are_exactly_the_fusions_scores(seed: int) -> None:
+    """`weighted_scores` and `hybrid_scores` give every fused document the very float the ordered fusions
+    give it (callers that order the scores themselves rank exactly as the fusion would score)."""
+    rng = random.Random(seed)
+    ids = [f"m{n}" for n in range(40)]
+    vector = {i: rng.random() for i in rng.sample(ids, 25)}
+    keyword = {i: rng.choice([0.0, 1.0, rng.random()]) for i in rng.sample(ids, 18)}
+    weight = rng.random()
+    assert hybrid_scores(vector, keyword, vector_weight=weight) == {
+        f.id: f.score for f in hybrid_fusion(vector, keyword, vector_weight=weight)}
+    weights = [rng.random() + 0.01, rng.random()]
+    assert weighted_scores([vector, keyword], weights) == {
+        f.id: f.score for f in weighted_score_fusion([vector, keyword], weights)}
 
 
 # -- min_max -------------------------------------------------------------------------------------------------

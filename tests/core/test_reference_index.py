@@ -9,13 +9,16 @@ import random
 import uuid
 from datetime import timedelta
 
+import numpy as np
 import pytest
 
 from memdock.backends.reference import ReferenceBackend, _scope_key
 from memdock.embedders.hashing import HashEmbedder
 from memdock.filters import Comparison
+from memdock.keyword import BM25Index
 from memdock.models import EventKind, HistoryEvent, MemoryRecord, Scope, utcnow
 from memdock.scoring import rank_by_cosine
+from memdock.search_modes import hybrid_ranking
 from memdock.validation import text_hash
 
 SCOPES = [Scope(user_id="u1"), Scope(user_id="u1", agent_id="a"), Scope(user_id="u2"), Scope(agent_id="a"),
@@ -32,10 +35,22 @@ def record(rng: random.Random, embedder: HashEmbedder, expiring_share: float = 0
                         expires_at=expires)
 
 
+def scanned_hybrid(visible: list[MemoryRecord], query: list[float], text: str, limit: int) -> list[tuple[str, float]]:
+    """The hybrid ranking of `visible` computed from scratch: a fresh keyword index and vector matrix."""
+    if not visible:
+        return []
+    index = BM25Index()
+    index.add_many((r.id, r.text) for r in visible)
+    matrix = np.asarray([r.vector for r in visible], dtype=np.float64)
+    return [(i, round(score, 12)) for i, score in hybrid_ranking(index, text, query, [r.id for r in visible], matrix,
+                                                                  limit)]
+
+
 @pytest.mark.parametrize("expiring_share", [0.1, 0.0], ids=["some-expiring", "none-expiring"])
 def test_indexes_answer_as_a_scan_after_random_writes(expiring_share: float) -> None:
-    """With no expiring record in the store a search ranks the scope's kept matrix rows (`_scope_rows`),
-    otherwise every candidate; both answer as the scan, also when asked again before the next write."""
+    """With no expiring record in the store a vector or hybrid search ranks the scope's kept matrix rows
+    (`_scope_rows`), otherwise every candidate; both answer as the scan, also when asked again before the
+    next write."""
     rng = random.Random(7)
     embedder = HashEmbedder(dimension=16)
     backend = ReferenceBackend(ReferenceBackend.Settings(), embedder)
@@ -76,6 +91,11 @@ def test_indexes_answer_as_a_scan_after_random_writes(expiring_share: float) -> 
                 (h.record.id, round(h.score, 12)) for h in expected]
             again = backend.search(query, "", scope, None, 5)
             assert [(h.record.id, h.score) for h in again] == [(h.record.id, h.score) for h in hits]
+            words = f"fact {rng.randrange(40)}"
+            fused = [(h.record.id, round(h.score, 12)) for h in backend.hybrid_search(query, words, scope, None, 5)]
+            assert fused == scanned_hybrid(visible, query, words, 5)
+            assert fused == [(h.record.id, round(h.score, 12))
+                             for h in backend.hybrid_search(query, words, scope, None, 5)]
             where = Comparison("n", "gte", 2)
             assert backend.count(scope, where) == sum(1 for r in visible if r.metadata["n"] >= 2)
             assert backend.count(scope, None) == len(visible)
