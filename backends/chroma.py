@@ -266,9 +266,15 @@ def _expired(meta: dict[str, Any] | None, now: datetime) -> bool:
     return isinstance(expires_at, str) and bool(expires_at) and datetime.fromisoformat(expires_at) <= now
 
 
-def _live_in(meta: dict[str, Any], scope: Scope, now: datetime) -> bool:
-    """What `_candidates` keeps, read from a record's Chroma metadata alone: in `scope`, not expired."""
-    return not _expired(meta, now) and scope.contains(_scope_of(meta))
+def _live_in(meta: dict[str, Any], wanted: builtins.list[tuple[str, str]], now: datetime) -> bool:
+    """What `_candidates` keeps, read from a record's Chroma metadata alone: in the scope whose
+    `_scope_keys` are `wanted` (`Scope.contains`, without building the record's scope), not expired."""
+    return all(meta.get(key) == value for key, value in wanted) and not _expired(meta, now)
+
+
+def _scope_keys(scope: Scope) -> builtins.list[tuple[str, str]]:
+    """(metadata key, id) of every id `scope` sets: a record is in `scope` when its metadata holds them all."""
+    return [(f"scope.{name}", value) for name, value in scope.ids().items()]
 
 
 def _from_chroma(memory_id: str, text: str, meta: dict[str, Any], vector: Any = None) -> MemoryRecord:
@@ -477,7 +483,7 @@ class ChromaBackend(Backend):
 
     @staticmethod
     def _scope_clauses(scope: Scope) -> builtins.list[dict[str, Any]]:
-        return [{f"scope.{k}": v} for k, v in scope.ids().items()]
+        return [{key: value} for key, value in _scope_keys(scope)]
 
     @staticmethod
     def _live_clause(now: datetime) -> dict[str, Any]:
@@ -868,7 +874,8 @@ class ChromaBackend(Backend):
         include = ["metadatas", "documents", *(["embeddings"] if vectors else [])]
         got = self._guard(lambda: self._collection.get(where=_and(self._scope_clauses(scope)), include=include))
         now = self.now()
-        return got, [n for n, meta in enumerate(got["metadatas"]) if _live_in(meta, scope, now)]
+        wanted = _scope_keys(scope)
+        return got, [n for n, meta in enumerate(got["metadatas"]) if _live_in(meta, wanted, now)]
 
     @staticmethod
     def _hits(got: dict[str, Any], ranked: builtins.list[tuple[str, float]]) -> builtins.list[SearchHit]:
