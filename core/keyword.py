@@ -241,8 +241,9 @@ class BM25Index:
         weighted = []
         for term in dict.fromkeys(index_terms(query, self.prefix)):
             posting = self._postings.get(term, {})
-            if ids is not None and posting:
-                posting = {i: n for i, n in posting.items() if i in ids}
+            if ids is not None and posting:  # walk the shorter side: a common term's posting spans the store
+                posting = ({i: n for i, n in posting.items() if i in ids} if len(posting) <= len(ids)
+                           else {i: posting[i] for i in ids if i in posting})
             frequency = len(posting)
             weighted.append((math.log(1.0 + (count - frequency + 0.5) / (frequency + 0.5)), posting))
         return weighted
