@@ -252,6 +252,15 @@ class ReferenceBackend(Backend):
             kept[key] = None if matrix is None else _ScopeRows(ids, matrix, row_norms(matrix))
         return kept[key]
 
+    def _kept_rows(self, scope: Scope, where: Filter | None, vector: Sequence[float]) -> _ScopeRows | None:
+        """`_scope_rows(scope)` when a search for `vector` may rank them: no filter, no expiring record in
+        the store, stored vectors of the query's dimension; else None (the search walks the candidates).
+        Called under the store's lock."""
+        if where is not None or self._store.expiring:
+            return None
+        found = self._scope_rows(scope)
+        return found if found is not None and found.matrix.shape[1] == len(vector) else None
+
     def add(self, records: Sequence[MemoryRecord]) -> None:
         """Store copies of the records atomically (under one lock). An id the store holds is free when its
         record expired (that record is replaced); a live one makes the batch a `WriteConflict` (nothing is
@@ -311,8 +320,8 @@ class ReferenceBackend(Backend):
         if vector is None:
             raise InvalidInput("the reference backend needs a query vector", field="vector")
         with self._store.lock:
-            found = self._scope_rows(scope) if where is None and not self._store.expiring else None
-            if found is not None and found.matrix.shape[1] == len(vector):
+            found = self._kept_rows(scope, where, vector)
+            if found is not None:
                 records = self._store.records
                 return [SearchHit(record=_private_copy(records[found.ids[i]], vectors=False), score=cosine_to_score(c))
                         for i, c in best_rows(vector, found.matrix, found.ids, limit, norms=found.norms)]
@@ -342,11 +351,11 @@ class ReferenceBackend(Backend):
         import numpy as np  # here, not at module top: importing memdock and listing plugins stay cheap
 
         with self._store.lock:
-            records = self._store.records
-            found = self._scope_rows(scope) if where is None and not self._store.expiring else None
-            if found is not None and found.matrix.shape[1] == len(vector):
+            found = self._kept_rows(scope, where, vector)
+            if found is not None:
                 ranked = hybrid_ranking(self._store.terms, text, vector, found.ids, found.matrix, limit,
                                         norms=found.norms)
+                records = self._store.records
                 return [SearchHit(record=_private_copy(records[i], vectors=False), score=score) for i, score in ranked]
             candidates = {r.id: r for r in self._visible(scope, where) if r.vector is not None}
             ids = list(candidates)
