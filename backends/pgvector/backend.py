@@ -75,6 +75,10 @@ class PgvectorBackend(Backend):
         ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW search width (raised to the limit)")
         iterative_scan: Literal["relaxed_order", "strict_order", "off"] = "relaxed_order"
         max_scan_tuples: int = Field(default=20000, ge=1, description="iterative scan budget (hnsw.max_scan_tuples)")
+        exact_scan_rows: int = Field(
+            default=20000, ge=0, le=1_000_000,
+            description="a vector search in a scope of fewer rows ranks every row of the scope exactly; larger"
+                        " scopes go through the HNSW index (0: always the index)")
         text_search: str = Field(
             default="memdock", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
             description="keyword terms: 'memdock' (memdock's multilingual terms, the reference's ranking) or a"

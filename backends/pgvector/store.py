@@ -10,10 +10,13 @@
   ``connect_timeout`` seconds, and the first call after it is back succeeds.
 - Filters: compiled to parameterised SQL with the reference evaluator's semantics
   (`memdock.backends.pgvector.sql`); ``icontains`` (Python's casefold) is evaluated in Python over the scope.
-- Search: ``ORDER BY embedding <=> q`` with ``hnsw.iterative_scan`` and an ``hnsw.ef_search`` raised to
-  the limit, so scoped and filtered searches return as many hits as exist (pgvector otherwise filters
-  after the index scan and returns too few); the hits are re-ranked exactly. Expiry is checked on the
-  hits (the index is asked again with the condition only when one expired).
+- Search: one statement that counts the scope's rows on its ids' index (at most ``exact_scan_rows``) and
+  then runs one of two branches: a scope below that size has every row ranked exactly (a scan of the
+  scope, no index: an approximate index misses neighbours in a scope that is a small part of a large
+  table); a larger one ``ORDER BY embedding <=> q`` on the HNSW index with ``hnsw.iterative_scan`` and an
+  ``hnsw.ef_search`` raised to the limit, so scoped and filtered searches return as many hits as exist
+  (pgvector otherwise filters after the index scan and returns too few). The hits are re-ranked
+  exactly. Expiry is checked on the hits (asked again with the condition only when one expired).
 - Keyword and hybrid search: one statement each, BM25 over the scope's candidates and the fusion computed
   in SQL (`memdock.backends.pgvector.keyword`); the statement text is composed once per scope/filter shape.
 - Statements are composed once per store and shape and kept as text (composing costs more than a
@@ -430,24 +433,30 @@ class PgvectorStore:
 
     def _nearest(self, conn: psycopg.Connection[Any], query_vector: Any, scope: Scope, where: Filter | None,
                  limit: int, now: datetime, *, live_only: bool) -> builtins.list[Any]:
-        """The index's `limit` nearest rows in scope matching `where` (`COLUMNS` and the distance), with
-        the expiry condition when `live_only`. The vector travels in binary, the rows come back in binary;
-        without a filter the statement's text is composed once per set of scope ids and kept."""
+        """The `limit` nearest rows in scope matching `where` (`COLUMNS` and the distance), with the expiry
+        condition when `live_only`, in one statement: a scope holding fewer than ``exact_scan_rows`` rows
+        (counted on its ids' index, at most that many) has every row ranked exactly; a larger one is
+        ranked by the HNSW index (`gated_nearest_sql`). The vector travels in binary, the rows come back in
+        binary; without a filter the statement's text is composed once per set of scope ids and kept."""
         clauses = (self._scope_clause(scope, live_only=live_only) if where is None
                    else self._where_clause(conn, scope, where, live_only=live_only))
         assert clauses is not None  # a filter SQL cannot evaluate is ranked by `search` itself
+        exact_rows = self._settings.exact_scan_rows
+        id_clauses = self._scope_clause(scope, live_only=False)
 
         def compose() -> sql.Composable:
-            return sql.SQL(
-                "SELECT {}, embedding <=> %b AS distance FROM {} WHERE {} ORDER BY embedding <=> %b LIMIT %s"
-            ).format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), self._table, sql.SQL(" AND ").join(clauses))
+            return nearest_sql(self._table, COLUMNS, clauses, id_clauses if exact_rows else None)
 
         if where is None:  # `_scope_clause`'s parameters: the scope's ids, then the time
-            text = self._statement(conn, ("nearest", tuple(scope.ids()), live_only), compose)
+            text = self._statement(conn, ("nearest", tuple(scope.ids()), live_only, exact_rows > 0), compose)
             params = [*scope.ids().values(), *([now] if live_only else [])]
         else:
             text, params = compose().as_bytes(conn), params_of(sql.Composed(clauses))
-        return conn.execute(text, [query_vector, *params, query_vector, limit], binary=True).fetchall()
+        if not exact_rows:
+            return conn.execute(text, [query_vector, *params, limit], binary=True).fetchall()
+        gate = [exact_rows, *scope.ids().values(), exact_rows]
+        branch = [query_vector, *params, limit]
+        return conn.execute(text, [*gate, *branch, *branch], binary=True).fetchall()
 
     def _statement(self, conn: psycopg.Connection[Any], key: tuple[Any, ...],
                    compose: Callable[[], sql.Composable]) -> bytes:
@@ -593,6 +602,29 @@ class PgvectorStore:
         if not self._closed:
             self._closed = True
             _release_pool(self._pool_key)
+
+
+def nearest_sql(table: sql.Identifier, columns: Sequence[str], clauses: Sequence[sql.Composable],
+                id_clauses: Sequence[sql.Composable] | None) -> sql.Composed:
+    """The nearest-rows statement over `clauses`: ``ORDER BY distance LIMIT %s`` on the HNSW index when
+    `id_clauses` is None (parameters: the vector, the clauses', the limit). Otherwise gated on the size of
+    the scope `id_clauses` select: a bounded count (``LIMIT n`` on the ids' index) decides, once per
+    statement, which of two branches runs; the other is never executed. The exact branch scans the
+    scope's rows (``OFFSET 0`` keeps the planner from ordering them by the index) and sorts them by
+    distance; the index branch is the plain statement. Parameters: n, the ids', n, then the vector, the
+    clauses' and the limit once per branch."""
+    select = sql.SQL("SELECT {}, embedding <=> %b AS distance FROM {} WHERE {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)), table, sql.SQL(" AND ").join(clauses))
+    if id_clauses is None:
+        return sql.SQL("{} ORDER BY distance LIMIT %s").format(select)
+    ids = sql.SQL(" AND ").join(id_clauses) if id_clauses else sql.SQL("TRUE")
+    return sql.SQL(
+        "WITH scope_size AS MATERIALIZED (SELECT count(*) < %s AS small FROM"
+        " (SELECT 1 FROM {table} WHERE {ids} LIMIT %s) AS scope_rows)"
+        " (SELECT * FROM ({select} AND (SELECT small FROM scope_size) OFFSET 0) AS exact"
+        " ORDER BY distance LIMIT %s)"
+        " UNION ALL ({select} AND NOT (SELECT small FROM scope_size) ORDER BY distance LIMIT %s)"
+    ).format(table=table, ids=ids, select=select)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -303,29 +303,46 @@ def recall_at_10(url: str, records: list[MemoryRecord], **params: str) -> tuple[
     return found, agreed / 50
 
 
-def test_scoped_search_over_20000_records_finds_10_with_recall_at_least_095(
+def test_scoped_search_over_20000_records_ranks_a_small_scope_exactly(
     recall_table: tuple[str, list[MemoryRecord]],
 ) -> None:
     url, records = recall_table
     found, recall = recall_at_10(url, records)
     assert found == 50, "every scoped search must return 10 hits"
-    assert recall >= 0.95
+    assert recall == 1.0, "a scope of 200 rows is below exact_scan_rows: its search is exact"
 
 
-def test_on_the_hnsw_path_iterative_scans_are_what_keeps_scoped_results(
+def test_on_the_hnsw_path_iterative_scans_keep_scoped_results_and_small_scopes_skip_the_index(
     recall_table: tuple[str, list[MemoryRecord]],
 ) -> None:
     """With no btree index serving the scope, PostgreSQL walks the HNSW index and filters afterwards: plain
-    HNSW returns too few hits, the iterative scan memdock turns on returns all of them."""
+    HNSW returns too few hits, the iterative scan memdock turns on returns all of them. Below
+    ``exact_scan_rows`` the index is not asked at all: even a crippled index (plain HNSW, narrow search)
+    then gives every hit, exactly; at the boundary (a scope of 200 rows, ``exact_scan_rows=200``) it is
+    the index again."""
     url, records = recall_table
     settings_ = settings_of(url)
     with psycopg.connect(settings_.conninfo(), autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("DROP INDEX {}").format(psycopg.sql.Identifier(f"{settings_.table}_user_id")))
         conn.execute(psycopg.sql.SQL("ANALYZE {}").format(psycopg.sql.Identifier(settings_.table)))
-    plain_found, _ = recall_at_10(url, records, iterative_scan="off", ef_search="40")
-    found, recall = recall_at_10(url, records)
+    crippled = {"iterative_scan": "off", "ef_search": "40"}
+    plain_found, _ = recall_at_10(url, records, **crippled, exact_scan_rows="0")
+    found, recall = recall_at_10(url, records, exact_scan_rows="0")
     assert plain_found < 25, f"plain HNSW found {plain_found} of 50: the test no longer exercises post-filtering"
     assert found == 50 and recall >= 0.95, (found, recall)
+    assert recall_at_10(url, records, **crippled, exact_scan_rows="201") == (50, 1.0)
+    at_boundary, _ = recall_at_10(url, records, **crippled, exact_scan_rows="200")
+    assert at_boundary < 25, f"a scope of exactly exact_scan_rows rows went the exact way ({at_boundary} of 50)"
+
+
+def test_the_index_branch_passes_the_search_groups_of_the_kit(pg_url: str) -> None:
+    """``exact_scan_rows=0`` sends every vector search through the HNSW statement: scope, filters, expiry
+    and search semantics hold on that branch as on the exact one (the kit's small scopes take the exact
+    branch by default)."""
+    report = run(pg_url + "&exact_scan_rows=0", groups=["search", "filters", "scope", "ttl", "search_modes"])
+    failed = [(r.group, r.check, r.detail) for r in report.results if r.status is not Status.PASS]
+    assert failed == []
+    assert len(report.results) >= 60
 
 
 # -- outages, restarts and batches --------------------------------------------------------------------------
@@ -476,6 +493,7 @@ def test_data_persists_and_another_embedder_is_refused(pg_url: str) -> None:
 @pytest.mark.parametrize(("suffix", "field"), [
     ("&pool_max_size=0", "pool_max_size"), ("&nope=1", "nope"), ("&table=Bad-Name", "table"),
     ("&table=a&collection=b", "collection"), ("&ef_search=x", "ef_search"), ("&iterative_scan=maybe", "iterative_scan"),
+    ("&exact_scan_rows=-1", "exact_scan_rows"),
     ("&pool_min_size=5&pool_max_size=2", "pool_min_size"),
 ])
 def test_bad_url_parameters_are_named(pg_url: str, suffix: str, field: str) -> None:
