@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from memdock.conformance import all_checks
@@ -75,19 +74,27 @@ def test_overriding_a_check_with_a_declared_gap_is_reported_as_a_skip(tmp_path: 
     assert counts(result.stdout) == {"passed": checks_in("search"), "skipped": 1}
 
 
+def stateful_call_seconds(output: str) -> float:
+    """The stateful check's own run time, from pytest's ``--durations`` report (not the subprocess's start)."""
+    found = re.search(r"([\d.]+)s call\s+\S*stateful__", output)
+    assert found, output[-3000:]
+    return float(found.group(1))
+
+
 def test_pyargs_takes_the_seed_and_thorough_options(tmp_path: Path) -> None:
-    """--memdock-thorough reaches the stateful check: it runs many more sequences (so takes much longer)."""
-    started = time.perf_counter()
+    """--memdock-thorough reaches the stateful check: it runs 500 sequences of up to 40 steps instead of 40 of
+    up to 20, so the check itself (pytest's duration of its call, without the interpreter's start) takes
+    many times longer; about 10x here (4.5 s against 0.46 s), asserted at 4x."""
+    durations = ("--durations=0", "--durations-min=0")
     result = pytest_run("--pyargs", "memdock.conformance", "--memdock-url", "memory://", "--memdock-seed", "3",
-                        "--memdock-thorough", "-k", "stateful__", cwd=tmp_path)
+                        "--memdock-thorough", "-k", "stateful__", *durations, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
     assert counts(result.stdout) == {"passed": 1}
-    thorough_seconds = time.perf_counter() - started
-    started = time.perf_counter()
     quick = pytest_run("--pyargs", "memdock.conformance", "--memdock-url", "memory://", "--memdock-seed", "3", "-k",
-                       "stateful__", cwd=tmp_path)
+                       "stateful__", *durations, cwd=tmp_path)
     assert quick.returncode == 0, quick.stdout[-3000:]
-    assert thorough_seconds > time.perf_counter() - started + 5
+    thorough_seconds, quick_seconds = stateful_call_seconds(result.stdout), stateful_call_seconds(quick.stdout)
+    assert thorough_seconds > 4 * quick_seconds, (thorough_seconds, quick_seconds)
     broken = pytest_run("--pyargs", "memdock.conformance", "--memdock-url", "nosuch-scheme://", "--memdock-seed",
                         "3", "-k", "stateful__", cwd=tmp_path)
     assert broken.returncode == 1 and "nosuch-scheme" in broken.stdout
