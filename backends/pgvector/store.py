@@ -436,7 +436,7 @@ class PgvectorStore:
         """The `limit` nearest rows in scope matching `where` (`COLUMNS` and the distance), with the expiry
         condition when `live_only`, in one statement: a scope holding fewer than ``exact_scan_rows`` rows
         (counted on its ids' index, at most that many) has every row ranked exactly; a larger one is
-        ranked by the HNSW index (`gated_nearest_sql`). The vector travels in binary, the rows come back in
+        ranked by the HNSW index (`nearest_sql`). The vector travels in binary, the rows come back in
         binary; without a filter the statement's text is composed once per set of scope ids and kept."""
         clauses = (self._scope_clause(scope, live_only=live_only) if where is None
                    else self._where_clause(conn, scope, where, live_only=live_only))
