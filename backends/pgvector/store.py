@@ -442,10 +442,10 @@ class PgvectorStore:
                    else self._where_clause(conn, scope, where, live_only=live_only))
         assert clauses is not None  # a filter SQL cannot evaluate is ranked by `search` itself
         exact_rows = self._settings.exact_scan_rows
-        id_clauses = self._scope_clause(scope, live_only=False)
 
         def compose() -> sql.Composable:
-            return nearest_sql(self._table, COLUMNS, clauses, id_clauses if exact_rows else None)
+            id_clauses = self._scope_clause(scope, live_only=False) if exact_rows else None
+            return nearest_sql(self._table, COLUMNS, clauses, id_clauses)
 
         if where is None:  # `_scope_clause`'s parameters: the scope's ids, then the time
             text = self._statement(conn, ("nearest", tuple(scope.ids()), live_only, exact_rows > 0), compose)
