@@ -17,7 +17,8 @@ MILLISECOND = timedelta(milliseconds=1)
 @check("timestamps")
 def check_times_follow_the_clock_to_the_millisecond(ctx: CheckContext) -> None:
     """created_at lies between the times before and after the add (within 2 s), get returns the time add
-    reported (within 1 ms), and two adds 20 ms apart get times at least 10 ms apart in that order.
+    reported (within 1 ms), two adds 20 ms apart get times at least 10 ms apart in that order, and not
+    both on a whole second (times truncated to seconds would pass the gap when the adds straddle one).
 
     Troubleshooting: store times as UTC with at least millisecond precision (ISO with microseconds, epoch
     milliseconds, timestamptz); never store local time, never truncate to seconds.
@@ -35,9 +36,10 @@ def check_times_follow_the_clock_to_the_millisecond(ctx: CheckContext) -> None:
             f"add reported created_at {added.created_at}, get reads {got.created_at}"
         assert abs(got.updated_at - got.created_at) < MILLISECOND, (got.created_at, got.updated_at)
     gap = ctx.memory.get(second.id).created_at - ctx.memory.get(first.id).created_at
-    if (Capability.SERVER_SIDE_EMBEDDING in ctx.memory.capabilities
-            and all(ctx.memory.get(r.id).created_at.microsecond == 0 for r in (first, second))):
+    whole_seconds = all(ctx.memory.get(r.id).created_at.microsecond == 0 for r in (first, second))
+    if Capability.SERVER_SIDE_EMBEDDING in ctx.memory.capabilities and whole_seconds:
         raise NotApplicable("the service keeps its own times, to the second (a gap of the service)")
+    assert not whole_seconds, "both adds' times are whole seconds (times truncated?)"
     assert gap >= timedelta(milliseconds=10), f"adds 20 ms apart are {gap} apart (times truncated?)"
 
 
